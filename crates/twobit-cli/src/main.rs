@@ -1,0 +1,51 @@
+//! `twobit`: compress, train, inspect and run 2-bit neural networks.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Compress deep neural networks to 2-bit weights and run them.
+#[derive(Parser)]
+#[command(name = "twobit", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Quantize a safetensors model into a packed 2-bit .twobit file.
+    Compress(cmd::compress::Args),
+    /// Expand a .twobit file back to a float safetensors file.
+    Decompress(cmd::decompress::Args),
+    /// Print the per-tensor table of a .twobit file.
+    Inspect(cmd::inspect::Args),
+    /// Quantization-aware training; writes a .twobit file.
+    Train(cmd::train::Args),
+    /// Test accuracy of a .twobit file, computed from the file alone.
+    Eval(cmd::eval::Args),
+    /// Time the 2-bit runtime against fp32 on a .twobit file.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compress(a) => cmd::compress::run(a),
+        Command::Decompress(a) => cmd::decompress::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Print the chain ourselves: returning an anyhow error from main would print a
+            // backtrace under RUST_BACKTRACE=1.
+            eprintln!("error: {}", cmd::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
