@@ -20,13 +20,15 @@ use crate::exact::{all_layers, best_partition, Partition, Prefix};
 use crate::solve::{Fit, Sides};
 use std::collections::HashMap;
 
-/// Mantissa bits kept in the first-level bucket key (8 buckets per binade).
-const MANTISSA_BITS: u32 = 3;
+/// Mantissa bits kept in the first-level bucket key (16 buckets per binade).
+const MANTISSA_BITS: u32 = 4;
 const SHIFT: u32 = 23 - MANTISSA_BITS;
 /// Buckets per sign: every finite magnitude's key is below this.
 const PER_SIGN: usize = 1 << (8 + MANTISSA_BITS);
 /// Sub-buckets a refined item is split into.
 const FANOUT: usize = 64;
+/// Candidates refined per round (largest spread first).
+const REFINE_PER_ROUND: usize = 12;
 /// Items with at most this many values are refined straight into distinct values.
 const DIRECT: usize = 48;
 
@@ -38,7 +40,20 @@ fn bucket(x: f32) -> usize {
 }
 
 /// Per-bucket count, sum of magnitudes, sum of squares.
+/// Debug timer (TWOBIT_DEBUG).
+struct Timer(&'static str);
+thread_local!(static T0: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) });
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if std::env::var_os("TWOBIT_DEBUG").is_some() {
+            T0.with(|t| eprintln!("{} done at {:?}", self.0, t.get().map(|t| t.elapsed())));
+        }
+    }
+}
+
 fn histogram(w: &[f32]) -> Vec<[f64; 3]> {
+    T0.with(|t| t.set(Some(std::time::Instant::now())));
+    let _t = Timer("hist");
     let mut h = vec![[0.0f64; 3]; 2 * PER_SIGN];
     for &x in w {
         let a = x.abs() as f64;
@@ -107,19 +122,23 @@ impl Item {
 /// The group's values, gathered by first-level bucket on demand (one pass per request).
 struct Source<'a> {
     w: &'a [f32],
+    /// Values per first-level bucket (sizes the gathered vectors).
+    counts: Vec<usize>,
     cache: HashMap<usize, Vec<f32>>,
 }
 
 impl<'a> Source<'a> {
-    fn new(w: &'a [f32]) -> Self {
+    fn new(w: &'a [f32], h: &[[f64; 3]]) -> Self {
         Source {
             w,
+            counts: h.iter().map(|e| e[0] as usize).collect(),
             cache: HashMap::new(),
         }
     }
 
     /// Gathers every bucket in `keys` not gathered yet, in a single pass.
     fn fetch(&mut self, keys: &[usize]) {
+        let _t = Timer("fetch");
         let mut slot = vec![u16::MAX; 2 * PER_SIGN];
         let mut want: Vec<usize> = Vec::new();
         for &k in keys {
@@ -131,12 +150,29 @@ impl<'a> Source<'a> {
         if want.is_empty() {
             return;
         }
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); want.len()];
+        if std::env::var_os("TWOBIT_DEBUG").is_some() {
+            eprintln!("full gather pass for {} buckets", want.len());
+        }
+        // Branch-free compaction (write always, advance only on a hit), then distribute the
+        // few hits: a data-dependent branch per weight costs more than the whole pass.
+        let total: usize = want.iter().map(|&k| self.counts[k]).sum();
+        let mut vals = vec![0.0f32; total + 1];
+        let mut slots = vec![0u16; total + 1];
+        let mut len = 0usize;
         for &x in self.w {
             let s = slot[bucket(x)];
-            if s != u16::MAX {
-                out[s as usize].push(x);
-            }
+            // The histogram counted exactly `total` hits, so `len <= total` always.
+            let i = len.min(total);
+            vals[i] = x;
+            slots[i] = s;
+            len += (s != u16::MAX) as usize;
+        }
+        let mut out: Vec<Vec<f32>> = want
+            .iter()
+            .map(|&k| Vec::with_capacity(self.counts[k]))
+            .collect();
+        for (&x, &s) in vals[..len.min(total)].iter().zip(&slots) {
+            out[s as usize].push(x);
         }
         for (k, v) in want.into_iter().zip(out) {
             self.cache.insert(k, v);
@@ -165,6 +201,7 @@ impl Problem {
     /// Boundary optimum plus, for every item and boundary, whether a split there could
     /// reach it.
     fn analyse(&self) -> Analysis {
+        let _t = Timer("analyse");
         let items = &self.items;
         let m = items.len();
         let k = self.segs;
@@ -246,23 +283,36 @@ impl Problem {
 
     /// Replaces candidate items by finer ones and merges the rest into atoms.
     fn next_items(&mut self, a: Analysis, src: &Source) -> Vec<Item> {
+        // Refine only the candidates whose spread loosens the bounds most: the others often
+        // stop being candidates once those are resolved, and refining them all at once
+        // multiplies the item count.
+        let mut cands: Vec<(f64, usize)> = (0..self.items.len())
+            .filter(|&b| a.cand_item[b])
+            .map(|b| {
+                let it = &self.items[b];
+                (it.n * (it.hi - it.lo) * (it.hi - it.lo), b)
+            })
+            .collect();
+        cands.sort_unstable_by(|x, y| y.0.total_cmp(&x.0));
+        let mut refine = vec![false; self.items.len()];
+        for &(_, b) in cands.iter().take(REFINE_PER_ROUND) {
+            refine[b] = true;
+        }
         let mut out: Vec<Item> = Vec::with_capacity(self.items.len());
         let mut last_atom = false;
         for (b, it) in std::mem::take(&mut self.items).into_iter().enumerate() {
-            if a.cand_item[b] {
-                let vals = match it.vals {
-                    Some(v) => v,
+            if a.cand_item[b] && !refine[b] {
+                out.push(it);
+                last_atom = false;
+            } else if a.cand_item[b] {
+                let subs = match &it.vals {
+                    Some(v) => split_values(v, false),
                     None => {
                         let key = it.key.expect("ungathered items have a key");
-                        let v = &src.cache[&key];
-                        if self.flip {
-                            v.iter().map(|x| -x).collect()
-                        } else {
-                            v.clone()
-                        }
+                        split_values(&src.cache[&key], self.flip)
                     }
                 };
-                out.extend(split_values(vals));
+                out.extend(subs);
                 last_atom = false;
             } else if last_atom && !a.cand_bound[b] {
                 let prev = out.last_mut().expect("an atom precedes");
@@ -278,33 +328,41 @@ impl Problem {
     }
 }
 
-/// Splits one item's values into ordered finer items: distinct values when few, one atom
-/// when all equal, else `FANOUT` linear sub-buckets.
-fn split_values(mut vals: Vec<f32>) -> Vec<Item> {
+/// Splits one item's values (negated when `flip`) into ordered finer items: distinct
+/// values when few, one atom when all equal, else `FANOUT` linear sub-buckets.
+fn split_values(vals: &[f32], flip: bool) -> Vec<Item> {
+    let get = |x: f32| if flip { -x } else { x };
     if vals.len() <= DIRECT {
-        vals.sort_unstable_by(f32::total_cmp);
-        let mut out: Vec<Item> = Vec::new();
-        for (n, s) in crate::exact::distinct_items(&vals) {
-            let v = s / n;
-            out.push(Item::atom(n, s, n * v * v));
-        }
-        return out;
+        let mut v: Vec<f32> = vals.iter().map(|&x| get(x)).collect();
+        v.sort_unstable_by(f32::total_cmp);
+        return crate::exact::distinct_items(&v)
+            .into_iter()
+            .map(|(n, s)| {
+                let v = s / n;
+                Item::atom(n, s, n * v * v)
+            })
+            .collect();
     }
-    let (lo, hi) = vals
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-            (l.min(v), h.max(v))
-        });
+    let (lo, hi) = vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+        let v = get(x);
+        (l.min(v), h.max(v))
+    });
     if lo == hi {
         let n = vals.len() as f64;
         return vec![Item::atom(n, n * lo as f64, n * lo as f64 * lo as f64)];
     }
-    // Monotone map of [lo, hi] onto 0..FANOUT keeps the sub-buckets ordered.
+    // Monotone map of [lo, hi] onto 0..FANOUT keeps the sub-buckets ordered; counting
+    // first sizes every sub-bucket exactly.
     let scale = FANOUT as f64 / (hi as f64 - lo as f64);
-    let mut subs: Vec<Vec<f32>> = vec![Vec::new(); FANOUT];
-    for v in vals {
-        let i = (((v as f64 - lo as f64) * scale) as usize).min(FANOUT - 1);
-        subs[i].push(v);
+    let idx = |v: f32| (((v as f64 - lo as f64) * scale) as usize).min(FANOUT - 1);
+    let mut count = [0usize; FANOUT];
+    for &x in vals {
+        count[idx(get(x))] += 1;
+    }
+    let mut subs: Vec<Vec<f32>> = count.iter().map(|&c| Vec::with_capacity(c)).collect();
+    for &x in vals {
+        let v = get(x);
+        subs[idx(v)].push(v);
     }
     subs.into_iter()
         .filter(|s| !s.is_empty())
@@ -361,7 +419,7 @@ fn side_items(h: &[[f64; 3]], neg: bool) -> Vec<Item> {
 /// Exact per-sign fits (see [`Sides`]) via the histogram.
 pub(crate) fn sides(w: &[f32], max_free: usize) -> Sides {
     let h = histogram(w);
-    let mut src = Source::new(w);
+    let mut src = Source::new(w, &h);
     let mut probs: Vec<(bool, Problem)> = Vec::new();
     for neg in [false, true] {
         for free in 1..=max_free {
@@ -411,7 +469,7 @@ pub(crate) fn free4(w: &[f32]) -> Fit {
         pinned: false,
         flip: false,
     };
-    p.solve(&mut Source::new(w))
+    p.solve(&mut Source::new(w, &h))
 }
 
 #[cfg(test)]
@@ -481,16 +539,43 @@ mod tests {
     #[test]
     #[ignore = "manual timing probe"]
     fn probe() {
+        fn min_time(mut f: impl FnMut()) -> std::time::Duration {
+            (0..15)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        }
         let w = sample(0, 1 << 20, 5);
-        let t = std::time::Instant::now();
-        let f = sides(&w, 1);
-        eprintln!("tern sides {:?} {:?}", t.elapsed(), f.pos[0]);
-        let t = std::time::Instant::now();
-        let f = sides(&w, 2);
-        eprintln!("quat sides {:?} {:?}", t.elapsed(), f.pos[1]);
-        let t = std::time::Instant::now();
-        let f = free4(&w);
-        eprintln!("free4 {:?} {:?}", t.elapsed(), f);
+        eprintln!("hist {:?}", min_time(|| drop(histogram(&w))));
+        eprintln!("twn {:?}", min_time(|| drop(crate::schemes::twn::fit(&w))));
+        eprintln!("tern {:?}", min_time(|| drop(sides(&w, 1))));
+        eprintln!("quat {:?}", min_time(|| drop(sides(&w, 2))));
+        eprintln!("free4 {:?}", min_time(|| drop(free4(&w))));
+        let h = histogram(&w);
+        let prob = |free: usize| Problem { items: side_items(&h, false), segs: free + 1, pinned: true, flip: false };
+        let p2 = prob(2);
+        eprintln!("analyse quat pos round1 {:?}", min_time(|| drop(p2.analyse())));
+        let a = p2.analyse();
+        let keys = p2.wanted_keys(&a);
+        eprintln!("keys {keys:?}");
+        eprintln!("fetch quat keys {:?}", min_time(|| drop(Source::new(&w, &h).fetch(&keys))));
+        let mut src = Source::new(&w, &h);
+        src.fetch(&keys);
+        eprintln!("next_items {:?}", min_time(|| { let mut p = prob(2); drop(p.next_items(p2.analyse(), &src)) }));
+        let mut p = prob(2);
+        let a = p.analyse();
+        p.items = p.next_items(a, &src);
+        eprintln!("analyse round2 ({} items) {:?}", p.items.len(), min_time(|| drop(p.analyse())));
+        eprintln!("solve from round 2 {:?}", min_time(|| drop(Problem { items: p.items.clone(), segs: 3, pinned: true, flip: false }.solve(&mut src))));
+        let mut src = Source::new(&w, &h);
+        eprintln!("fetch {:?}", min_time(|| {
+            src.cache.clear();
+            src.fetch(&[100, 200]);
+        }));
     }
 
     #[test]
