@@ -40,20 +40,7 @@ fn bucket(x: f32) -> usize {
 }
 
 /// Per-bucket count, sum of magnitudes, sum of squares.
-/// Debug timer (TWOBIT_DEBUG).
-struct Timer(&'static str);
-thread_local!(static T0: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) });
-impl Drop for Timer {
-    fn drop(&mut self) {
-        if std::env::var_os("TWOBIT_DEBUG").is_some() {
-            T0.with(|t| eprintln!("{} done at {:?}", self.0, t.get().map(|t| t.elapsed())));
-        }
-    }
-}
-
 fn histogram(w: &[f32]) -> Vec<[f64; 3]> {
-    T0.with(|t| t.set(Some(std::time::Instant::now())));
-    let _t = Timer("hist");
     let mut h = vec![[0.0f64; 3]; 2 * PER_SIGN];
     for &x in w {
         let a = x.abs() as f64;
@@ -138,7 +125,6 @@ impl<'a> Source<'a> {
 
     /// Gathers every bucket in `keys` not gathered yet, in a single pass.
     fn fetch(&mut self, keys: &[usize]) {
-        let _t = Timer("fetch");
         let mut slot = vec![u16::MAX; 2 * PER_SIGN];
         let mut want: Vec<usize> = Vec::new();
         for &k in keys {
@@ -149,9 +135,6 @@ impl<'a> Source<'a> {
         }
         if want.is_empty() {
             return;
-        }
-        if std::env::var_os("TWOBIT_DEBUG").is_some() {
-            eprintln!("full gather pass for {} buckets", want.len());
         }
         // Branch-free compaction (write always, advance only on a hit), then distribute the
         // few hits: a data-dependent branch per weight costs more than the whole pass.
@@ -201,7 +184,6 @@ impl Problem {
     /// Boundary optimum plus, for every item and boundary, whether a split there could
     /// reach it.
     fn analyse(&self) -> Analysis {
-        let _t = Timer("analyse");
         let items = &self.items;
         let m = items.len();
         let k = self.segs;
@@ -257,15 +239,6 @@ impl Problem {
     fn solve(mut self, src: &mut Source) -> Fit {
         loop {
             let a = self.analyse();
-            if std::env::var_os("TWOBIT_DEBUG").is_some() {
-                let nc = a.cand_item.iter().filter(|&&c| c).count();
-                let nb = a.cand_bound.iter().filter(|&&c| c).count();
-                eprintln!(
-                    "segs {} items {} cand items {nc} bounds {nb}",
-                    self.segs,
-                    self.items.len()
-                );
-            }
             if !a.cand_item.iter().any(|&c| c) {
                 let first = self.pinned as usize;
                 let b = &a.best.bounds;
@@ -343,10 +316,12 @@ fn split_values(vals: &[f32], flip: bool) -> Vec<Item> {
             })
             .collect();
     }
-    let (lo, hi) = vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
-        let v = get(x);
-        (l.min(v), h.max(v))
-    });
+    let (lo, hi) = vals
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+            let v = get(x);
+            (l.min(v), h.max(v))
+        });
     if lo == hi {
         let n = vals.len() as f64;
         return vec![Item::atom(n, n * lo as f64, n * lo as f64 * lo as f64)];
@@ -536,46 +511,32 @@ mod tests {
         }
     }
 
-    #[test]
-    #[ignore = "manual timing probe"]
-    fn probe() {
-        fn min_time(mut f: impl FnMut()) -> std::time::Duration {
-            (0..15)
-                .map(|_| {
-                    let t = std::time::Instant::now();
-                    f();
-                    t.elapsed()
-                })
-                .min()
-                .unwrap()
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            if cfg!(debug_assertions) { 8 } else { 120 }
+        ))]
+
+        /// Mid-size groups (just above the sort cut-off) of every shape, incl. scaled and
+        /// shifted data, agree with the sort path.
+        #[test]
+        fn fast_matches_sort_path_mid_size(
+            kind in 0usize..6,
+            n in 2048usize..12_000,
+            seed in proptest::prelude::any::<u64>(),
+            scale in -6i32..6,
+            shift in -2.0f32..2.0,
+        ) {
+            let f = 10f32.powi(scale);
+            let w: Vec<f32> = sample(kind, n, seed).iter().map(|x| x * f + shift * f * 0.01).collect();
+            let q: f64 = w.iter().map(|&x| x as f64 * x as f64).sum();
+            let fast = sides(&w, 2);
+            let slow = Sides::by_sorting(&w, 2);
+            for (a, b) in fast.pos.iter().chain(&fast.neg).zip(slow.pos.iter().chain(&slow.neg)) {
+                proptest::prop_assert!(close(a.gain, b.gain, q), "{:?} vs {:?}", a, b);
+            }
+            let (a, b) = (free4(&w), free4_by_sorting(&w));
+            proptest::prop_assert!(close(a.gain, b.gain, q), "{:?} vs {:?}", a, b);
         }
-        let w = sample(0, 1 << 20, 5);
-        eprintln!("hist {:?}", min_time(|| drop(histogram(&w))));
-        eprintln!("twn {:?}", min_time(|| drop(crate::schemes::twn::fit(&w))));
-        eprintln!("tern {:?}", min_time(|| drop(sides(&w, 1))));
-        eprintln!("quat {:?}", min_time(|| drop(sides(&w, 2))));
-        eprintln!("free4 {:?}", min_time(|| drop(free4(&w))));
-        let h = histogram(&w);
-        let prob = |free: usize| Problem { items: side_items(&h, false), segs: free + 1, pinned: true, flip: false };
-        let p2 = prob(2);
-        eprintln!("analyse quat pos round1 {:?}", min_time(|| drop(p2.analyse())));
-        let a = p2.analyse();
-        let keys = p2.wanted_keys(&a);
-        eprintln!("keys {keys:?}");
-        eprintln!("fetch quat keys {:?}", min_time(|| drop(Source::new(&w, &h).fetch(&keys))));
-        let mut src = Source::new(&w, &h);
-        src.fetch(&keys);
-        eprintln!("next_items {:?}", min_time(|| { let mut p = prob(2); drop(p.next_items(p2.analyse(), &src)) }));
-        let mut p = prob(2);
-        let a = p.analyse();
-        p.items = p.next_items(a, &src);
-        eprintln!("analyse round2 ({} items) {:?}", p.items.len(), min_time(|| drop(p.analyse())));
-        eprintln!("solve from round 2 {:?}", min_time(|| drop(Problem { items: p.items.clone(), segs: 3, pinned: true, flip: false }.solve(&mut src))));
-        let mut src = Source::new(&w, &h);
-        eprintln!("fetch {:?}", min_time(|| {
-            src.cache.clear();
-            src.fetch(&[100, 200]);
-        }));
     }
 
     #[test]
