@@ -6,6 +6,21 @@
 //! thresholds it exceeds, so code 0 is always the smallest level; decoding is
 //! `levels.values[code]`. Training (fake quantization) and export both go through
 //! [`quantize`] / [`fake_quantize`], so a trained model and its file agree bit for bit.
+//!
+//! | scheme      | levels                         | rule                                   |
+//! |-------------|--------------------------------|----------------------------------------|
+//! | `twn`       | `{-a, 0, a}`                   | Li et al. 2016, `delta = 0.7 mean|w|`  |
+//! | `atn`       | `{-a_n, 0, a_p}`               | TWN's rule per sign (heuristic)        |
+//! | `ttq`       | `{-w_n, 0, w_p}`               | Zhu et al. 2017, `t = 0.05 max|w|`     |
+//! | `tern`      | `{-a_n, 0, a_p}`               | exact least squares                    |
+//! | `quat`      | 0 + 3 levels split 2+1 by sign | exact least squares                    |
+//! | `quat-free` | 4 free levels                  | exact least squares (1-D 4-means)      |
+//!
+//! The exact schemes are optimal up to floating-point summation order: small groups are
+//! sorted and solved by dynamic programming; groups of 2048+ weights use a histogram with
+//! provable bounds and refine only where an optimal split can lie (see `fast.rs`), which
+//! keeps them within a small factor of TWN's cost (`cargo run --release -p twobit-quant
+//! --example ratios`).
 #![deny(missing_docs)]
 
 mod error;

@@ -16,17 +16,8 @@ use crate::Levels;
 
 /// Fits ATN's levels.
 pub(crate) fn fit(w: &[f32]) -> Levels {
-    // Pass 1: per-sign counts and magnitude sums.
-    let (mut np, mut sp, mut nn, mut sn) = (0usize, 0.0f64, 0usize, 0.0f64);
-    for &x in w {
-        if x > 0.0 {
-            np += 1;
-            sp += x as f64;
-        } else if x < 0.0 {
-            nn += 1;
-            sn -= x as f64;
-        }
-    }
+    // Pass 1: per-sign counts and magnitude sums (zeros belong to neither sign).
+    let (np, sp, nn, sn) = super::tails(w, 0.0, 0.0);
     let dp = if np > 0 {
         (0.7 * sp / np as f64) as f32
     } else {
@@ -38,16 +29,7 @@ pub(crate) fn fit(w: &[f32]) -> Levels {
         0.0
     };
     // Pass 2: means beyond each threshold.
-    let (mut kp, mut ap, mut kn, mut an) = (0usize, 0.0f64, 0usize, 0.0f64);
-    for &x in w {
-        if x > dp {
-            kp += 1;
-            ap += x as f64;
-        } else if x < -dn {
-            kn += 1;
-            an -= x as f64;
-        }
-    }
+    let (kp, ap, kn, an) = super::tails(w, dp, -dn);
     let a_p = if kp > 0 { (ap / kp as f64) as f32 } else { 0.0 };
     let a_n = if kn > 0 { (an / kn as f64) as f32 } else { 0.0 };
     ternary(-a_n, a_p, -dn, dp)

@@ -77,3 +77,46 @@ pub(crate) fn side_magnitudes(w: &[f32], positive: bool) -> Vec<f32> {
         w.iter().filter(|&&x| x < 0.0).map(|&x| -x).collect()
     }
 }
+
+/// Count and sum of `w` over `w > lo`, and count and sum of `|w|` over `w < hi_neg`, in one
+/// branch-free pass (selects instead of branches keep it memory-bound).
+pub(crate) fn tails(w: &[f32], lo: f32, hi_neg: f32) -> (usize, f64, usize, f64) {
+    const L: usize = 8;
+    let (mut kp, mut sp, mut kn, mut sn) = ([0u32; L], [0.0f64; L], [0u32; L], [0.0f64; L]);
+    let mut flush = (0usize, 0.0f64, 0usize, 0.0f64);
+    // u32 lane counters are flushed well before they could wrap.
+    for block in w.chunks(L << 20) {
+        let chunks = block.chunks_exact(L);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for k in 0..L {
+                let x = c[k];
+                let (p, n) = (x > lo, x < hi_neg);
+                kp[k] = kp[k].wrapping_add(p as u32);
+                kn[k] = kn[k].wrapping_add(n as u32);
+                sp[k] += if p { x as f64 } else { 0.0 };
+                sn[k] -= if n { x as f64 } else { 0.0 };
+            }
+        }
+        for &x in rest {
+            if x > lo {
+                flush.0 += 1;
+                flush.1 += x as f64;
+            } else if x < hi_neg {
+                flush.2 += 1;
+                flush.3 -= x as f64;
+            }
+        }
+        for k in 0..L {
+            flush.0 += kp[k] as usize;
+            flush.2 += kn[k] as usize;
+        }
+        (kp, kn) = ([0; L], [0; L]);
+    }
+    (
+        flush.0,
+        flush.1 + sp.iter().sum::<f64>(),
+        flush.2,
+        flush.3 + sn.iter().sum::<f64>(),
+    )
+}

@@ -30,16 +30,7 @@ pub fn levels(w: &[f32], wp: f32, wn: f32) -> Levels {
 /// Least-squares scales for TTQ's threshold.
 pub(crate) fn fit(w: &[f32]) -> Levels {
     let t = threshold(w);
-    let (mut kp, mut ap, mut kn, mut an) = (0usize, 0.0f64, 0usize, 0.0f64);
-    for &x in w {
-        if x > t {
-            kp += 1;
-            ap += x as f64;
-        } else if x < -t {
-            kn += 1;
-            an -= x as f64;
-        }
-    }
+    let (kp, ap, kn, an) = super::tails(w, t, -t);
     let wp = if kp > 0 { (ap / kp as f64) as f32 } else { 0.0 };
     let wn = if kn > 0 { (an / kn as f64) as f32 } else { 0.0 };
     ternary(-wn, wp, -t, t)
