@@ -6,15 +6,16 @@
 //! 2. The buckets are *items* of the ordered partition problem of [`crate::exact`]. The best
 //!    partition whose splits lie on item boundaries is achievable, so its gain `G` is a
 //!    lower bound of the optimum.
-//! 3. An upper bound for any partition with a split *inside* item `b`: by Titu's lemma
-//!    (`(x+y)^2/(m+n) <= x^2/m + y^2/n`), the points of `b` contribute at most `q_b`
-//!    (their sum of squares) whatever segments they join, so dropping `b` and adding `q_b`
-//!    bounds the gain; a relaxed DP (forward and backward, every other split free to lie on
-//!    a boundary or inside an item) gives the best such bound for each item and each split.
-//!    Items (and boundaries) whose bound is below `G` cannot hold an optimal split.
-//! 4. Candidate items are refined (their values gathered, then split into linear
-//!    sub-buckets, or into distinct values once few), non-candidate runs are merged into
-//!    atoms, and the loop repeats until no item can hold a split: the boundary optimum is
+//! 3. An upper bound for any partition with a split at a given place: the best gain is a
+//!    maximum of convex functions of the data, hence convex, so over all data consistent
+//!    with each bucket's count, sum and range `[lo, hi]` it is largest at the extreme
+//!    mean-preserving spread (`a` points at `lo`, one in between, the rest at `hi`).
+//!    Forward and backward DPs over the spread atoms bound every split position; items
+//!    (and boundaries) whose bound is below `G` cannot hold an optimal split. The slack is
+//!    only the spread of the buckets a split actually cuts, so it shrinks as they refine.
+//! 4. Candidate items are refined (their values gathered in one branch-free pass, then
+//!    split into linear sub-buckets, or into distinct values once few; the widest few per
+//!    round), non-candidate runs are merged into atoms, and the loop repeats until no item can hold a split: the boundary optimum is
 //!    then the exact optimum.
 use crate::exact::{all_layers, best_partition, Partition, Prefix};
 use crate::solve::{Fit, Sides};
