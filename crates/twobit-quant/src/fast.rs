@@ -15,8 +15,8 @@
 //!    only the spread of the buckets a split actually cuts, so it shrinks as they refine.
 //! 4. Candidate items are refined (their values gathered in one branch-free pass, then
 //!    split into linear sub-buckets, or into distinct values once few; the widest few per
-//!    round), non-candidate runs are merged into atoms, and the loop repeats until no item can hold a split: the boundary optimum is
-//!    then the exact optimum.
+//!    round), non-candidate runs are merged into atoms, and the loop repeats until no item
+//!    can hold a split: the boundary optimum is then the exact optimum.
 use crate::exact::{all_layers, best_partition, Partition, Prefix};
 use crate::solve::{Fit, Sides};
 use std::collections::HashMap;
