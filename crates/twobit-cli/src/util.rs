@@ -86,22 +86,3 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.2} {}", UNITS[u])
     }
 }
-
-/// `||w - q|| / ||w||` (0 when `w` is all zero and so is `q`).
-pub fn rel_error(w: &[f32], q: &[f32]) -> f64 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&a, &b) in w.iter().zip(q) {
-        let d = f64::from(a) - f64::from(b);
-        num += d * d;
-        den += f64::from(a) * f64::from(a);
-    }
-    if den == 0.0 {
-        if num == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY
-        }
-    } else {
-        (num / den).sqrt()
-    }
-}

@@ -54,7 +54,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let keep = args
         .keep
         .iter()
-        .map(|k| Regex::new(k).with_context(|| format!("bad --keep regex '{k}'")))
+        .map(|k| {
+            // regex's syntax errors span several lines (pattern, caret, message): keep the
+            // message so the error stays on one line.
+            Regex::new(k).map_err(|e| {
+                let msg = e.to_string();
+                let last = msg
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                anyhow!(
+                    "bad --keep regex '{k}': {}",
+                    last.trim_start_matches("error: ")
+                )
+            })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if !args.dry_run {
         util::check_output_dir(&args.output)?;
@@ -129,8 +144,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             dtype: dtype.name().into(),
             scheme: Some(scheme),
             bits_per_weight: p.bits_per_weight(),
-            rel_error: Some(util::rel_error(&w, &p.dequantize())),
-            sparsity: Some(p.sparsity()),
+            rel_error: Some(twobit_quant::rel_error(&w, &q)),
+            sparsity: Some(twobit_quant::sparsity(&q)),
         });
         bar.inc(w.len() as u64);
         model.tensors.insert(name.clone(), Tensor::Packed(p));
