@@ -175,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(6)
         .max(6);
     println!(
-        "{:<w$}  {:<14} {:<9} {:<7} {:>6} {:>8} {:>7}  levels / thresholds",
+        "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}  levels / thresholds",
         "tensor", "shape", "scheme", "gran.", "groups", "sparsity", "bits/w"
     );
     for (name, t) in &model.tensors {
@@ -188,7 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     ""
                 };
                 println!(
-                    "{:<w$}  {:<14} {:<9} {:<7} {:>6} {:>8.3} {:>7.3}  {} / {} {label}",
+                    "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8.3} {:>7.3}  {} / {} {label}",
                     name,
                     shape_str(&p.shape),
                     p.scheme.name(),
@@ -201,7 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
             Tensor::Float(f) => println!(
-                "{:<w$}  {:<14} {:<9} {:<7} {:>6} {:>8} {:>7}",
+                "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}",
                 name,
                 shape_str(&f.shape),
                 format!("float:{}", f.dtype.name()),
