@@ -300,7 +300,26 @@ fn bad_input_fails_cleanly_without_output() {
     let truncated = dir.path().join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() - 7]).unwrap();
 
+    // offsets whose sum overflows usize: the safetensors parser alone would panic
+    let big = (1u64 << 61) - 1;
+    let entries: Vec<String> = (0..8u64)
+        .map(|k| {
+            format!(
+                "\"t{k}\":{{\"dtype\":\"U8\",\"shape\":[{big}],\"data_offsets\":[{},{}]}}",
+                k * big,
+                (k + 1) * big
+            )
+        })
+        .collect();
+    let header = format!("{{{}}}", entries.join(","));
+    let mut hostile_bytes = (header.len() as u64).to_le_bytes().to_vec();
+    hostile_bytes.extend(header.as_bytes());
+    hostile_bytes.extend([0u8; 16]);
+    let hostile = dir.path().join("hostile.safetensors");
+    std::fs::write(&hostile, &hostile_bytes).unwrap();
+
     let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("hostile offsets", vec!["compress", s(&hostile), o, "tern"]),
         ("not safetensors", vec!["compress", s(&garbage), o, "tern"]),
         ("truncated", vec!["compress", s(&truncated), o, "tern"]),
         (
@@ -338,7 +357,7 @@ fn bad_input_fails_cleanly_without_output() {
     let cut = dir.path().join("cut.twobit");
     std::fs::write(&cut, &gb[..gb.len() / 2]).unwrap();
     let back = dir.path().join("back.safetensors");
-    for bad in [&cut, &garbage, &input] {
+    for bad in [&cut, &garbage, &input, &hostile] {
         assert_clean_failure(
             &twobit(&["decompress", s(bad), s(&back)]),
             Some(&back),

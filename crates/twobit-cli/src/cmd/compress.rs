@@ -75,6 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         util::check_output_dir(&args.output)?;
     }
     let bytes = util::read_file(&args.input)?;
+    twobit_format::check_container(&bytes).map_err(|e| {
+        anyhow!(
+            "{}: not a valid safetensors file: {e}",
+            args.input.display()
+        )
+    })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         anyhow!(
             "{}: not a valid safetensors file: {e}",
