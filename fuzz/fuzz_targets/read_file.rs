@@ -7,7 +7,9 @@ use twobit_format::Model;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Model::from_bytes(data) {
-        let bytes = m.to_bytes().expect("a model that was read must be writable");
+        let bytes = m
+            .to_bytes()
+            .expect("a model that was read must be writable");
         let back = Model::from_bytes(&bytes).expect("a written model must be readable");
         assert_eq!(back, m);
     }

@@ -115,7 +115,10 @@ fn garbage_and_non_json_headers() {
     ));
     let mut b = 8u64.to_le_bytes().to_vec();
     b.extend([0xFF; 8]); // not UTF-8
-    assert!(matches!(err(&b), FormatError::BadJson { what: "header", .. }));
+    assert!(matches!(
+        err(&b),
+        FormatError::BadJson { what: "header", .. }
+    ));
     let bad = edit_header(&good(), |h| {
         h["__metadata__"]["twobit.manifest"] = "{not json".into()
     });
