@@ -404,6 +404,12 @@ fn writer_rejects_invalid_models() {
         Tensor::Float(twobit_format::FloatTensor::from_f32(vec![1], &[0.0])),
     );
     assert!(matches!(m.to_bytes(), Err(FormatError::NameCollision(_))));
+    let mut m = model(Scheme::Tern, Granularity::Tensor);
+    m.tensors.insert(
+        "__metadata__".into(),
+        Tensor::Float(twobit_format::FloatTensor::from_f32(vec![1], &[0.0])),
+    );
+    assert!(matches!(m.to_bytes(), Err(FormatError::NameCollision(_))));
 }
 
 #[test]
