@@ -12,7 +12,7 @@ pub enum DataError {
     UnknownDataset(String),
 
     /// The data directory does not exist (or is not a directory).
-    #[error("{} data directory {} not found; {}", .kind.name(), .dir.display(), .kind.hint())]
+    #[error("{} data directory {} does not exist or is not a directory; {}", .kind.name(), .dir.display(), .kind.hint())]
     MissingDir {
         /// Dataset being loaded.
         kind: DatasetKind,
