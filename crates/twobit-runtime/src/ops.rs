@@ -40,21 +40,23 @@ impl ConvGeom {
     /// (`rows` rows of `ld` values; columns past `width` and rows past `k()` are left alone).
     fn im2col(&self, img: &[f32], p0: usize, width: usize, dst: &mut [f32], ld: usize) {
         let ow = self.ow();
+        // Each column's top-left input coordinate, computed once instead of per row
+        // (divisions in the inner loop dominated the conv time).
+        let origins: Vec<(usize, usize)> = (p0..p0 + width)
+            .map(|p| (p / ow * self.stride, p % ow * self.stride))
+            .collect();
         for (ci, plane) in img.chunks_exact(self.h * self.w).enumerate() {
             for ky in 0..self.kh {
                 for kx in 0..self.kw {
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let d = &mut dst[row * ld..row * ld + width];
-                    for (j, v) in d.iter_mut().enumerate() {
-                        let p = p0 + j;
-                        let iy = (p / ow * self.stride + ky) as isize - self.pad as isize;
-                        let ix = (p % ow * self.stride + kx) as isize - self.pad as isize;
-                        *v = if iy >= 0
-                            && ix >= 0
-                            && (iy as usize) < self.h
-                            && (ix as usize) < self.w
-                        {
-                            plane[iy as usize * self.w + ix as usize]
+                    for (v, &(by, bx)) in d.iter_mut().zip(&origins) {
+                        // Padded coordinates: `iy = by + ky - pad`; wrapping makes negative
+                        // values huge, so one unsigned compare covers both borders.
+                        let iy = (by + ky).wrapping_sub(self.pad);
+                        let ix = (bx + kx).wrapping_sub(self.pad);
+                        *v = if iy < self.h && ix < self.w {
+                            plane[iy * self.w + ix]
                         } else {
                             0.0
                         };
