@@ -25,7 +25,13 @@ pub struct Args {
 }
 
 /// Mean time per layer over `iters` passes, and the last logits.
-fn time_path(rt: &Runtime, x: &[f32], batch: usize, warmup: usize, iters: usize) -> anyhow::Result<(Vec<LayerTime>, Vec<f32>)> {
+fn time_path(
+    rt: &Runtime,
+    x: &[f32],
+    batch: usize,
+    warmup: usize,
+    iters: usize,
+) -> anyhow::Result<(Vec<LayerTime>, Vec<f32>)> {
     for _ in 0..warmup {
         rt.try_forward(x, batch)?;
     }
@@ -60,7 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.iters > u32::MAX as usize {
         bail!("--iters is too large");
     }
-    let packed = Runtime::load(&args.file).with_context(|| format!("cannot run {}", args.file.display()))?;
+    let packed =
+        Runtime::load(&args.file).with_context(|| format!("cannot run {}", args.file.display()))?;
     let fp32 = packed.dequantized();
     // Deterministic pseudo-random normalised input: timing does not depend on the values
     // (no data-dependent skipping of activations).
@@ -78,7 +85,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (tf, yf) = time_path(&fp32, &x, args.batch, args.warmup, args.iters)?;
     let total_p: Duration = tp.iter().map(|t| t.time).sum();
     let total_f: Duration = tf.iter().map(|t| t.time).sum();
-    let max_diff = yp.iter().zip(&yf).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let max_diff = yp
+        .iter()
+        .zip(&yf)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     let classes = packed.arch().classes;
     let agree = yp
         .chunks_exact(classes)
@@ -130,11 +141,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rayon::current_num_threads()
     );
     let width = tp.iter().map(|t| t.label.len()).max().unwrap_or(5).max(5);
-    println!("{:width$}  {:>11}  {:>11}  {:>8}", "layer", "2-bit ms", "fp32 ms", "speedup");
+    println!(
+        "{:width$}  {:>11}  {:>11}  {:>8}",
+        "layer", "2-bit ms", "fp32 ms", "speedup"
+    );
     for (p, f) in tp.iter().zip(&tf) {
-        println!("{:width$}  {:>11.3}  {:>11.3}  {:>7.2}x", p.label, ms(p.time), ms(f.time), ratio(p.time, f.time));
+        println!(
+            "{:width$}  {:>11.3}  {:>11.3}  {:>7.2}x",
+            p.label,
+            ms(p.time),
+            ms(f.time),
+            ratio(p.time, f.time)
+        );
     }
-    println!("{:width$}  {:>11.3}  {:>11.3}  {:>7.2}x", "total", ms(total_p), ms(total_f), ratio(total_p, total_f));
+    println!(
+        "{:width$}  {:>11.3}  {:>11.3}  {:>7.2}x",
+        "total",
+        ms(total_p),
+        ms(total_f),
+        ratio(total_p, total_f)
+    );
     println!(
         "throughput: 2-bit {:.0} images/s, fp32 {:.0} images/s",
         args.batch as f64 / total_p.as_secs_f64().max(1e-12),
@@ -144,6 +170,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "weight memory: 2-bit {wb} bytes, fp32 {wf} bytes ({:.1}x smaller)",
         wf as f64 / wb.max(1) as f64
     );
-    println!("2-bit vs fp32 logits: max abs diff {max_diff:.3e}, argmax agrees on {agree}/{}", args.batch);
+    println!(
+        "2-bit vs fp32 logits: max abs diff {max_diff:.3e}, argmax agrees on {agree}/{}",
+        args.batch
+    );
     Ok(())
 }

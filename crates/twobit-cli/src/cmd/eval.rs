@@ -43,9 +43,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.dataset
         )
     })?;
-    let packed = Runtime::load(&args.file)
-        .with_context(|| format!("cannot run {}", args.file.display()))?;
-    let rt = if args.fp32 { packed.dequantized() } else { packed };
+    let packed =
+        Runtime::load(&args.file).with_context(|| format!("cannot run {}", args.file.display()))?;
+    let rt = if args.fp32 {
+        packed.dequantized()
+    } else {
+        packed
+    };
     let arch = rt.arch().clone();
     if arch.input != kind.shape() {
         bail!(
@@ -97,7 +101,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let wall = start.elapsed().as_secs_f64();
     let accuracy = correct as f64 / n as f64;
     let ips = n as f64 / infer.as_secs_f64().max(1e-9);
-    let path = if args.fp32 { "fp32 (dequantized)".to_string() } else { format!("2-bit ({})", rt.kernel().name()) };
+    let path = if args.fp32 {
+        "fp32 (dequantized)".to_string()
+    } else {
+        format!("2-bit ({})", rt.kernel().name())
+    };
     if args.json {
         let v = serde_json::json!({
             "file": args.file.display().to_string(),

@@ -1,9 +1,8 @@
-//! Portable kernels (plain Rust). The tile kernel body is shared with the AVX2 build, which
-//! compiles the same code with AVX2+FMA enabled.
+//! Portable kernels (plain Rust, any target).
 use super::{PackedMatrix, TILE};
 
 /// Plane bytes per k-block: 4 bytes = 32 columns = 8 groups of 4.
-const BLOCK_BYTES: usize = 4;
+pub(crate) const BLOCK_BYTES: usize = 4;
 const GROUPS: usize = BLOCK_BYTES * 2;
 /// Scratch size: 16 subset sums of 4 activation rows, per group, `TILE` wide.
 pub(crate) const TABLE_LEN: usize = GROUPS * 16 * TILE;
@@ -40,30 +39,14 @@ fn masked_sum(x: &[f32], mut bits: u8) -> f32 {
 
 /// Portable tile kernel.
 pub(crate) fn tile(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out: &mut [f32]) {
-    tile_impl::<false>(m, xt, tables, out)
-}
-
-#[inline(always)]
-fn madd<const FMA: bool>(acc: f32, c: f32, t: f32) -> f32 {
-    // `mul_add` is one instruction only when FMA is enabled; without it, it calls libm.
-    if FMA {
-        c.mul_add(t, acc)
-    } else {
-        acc + c * t
-    }
+    tile_impl(m, xt, tables, out)
 }
 
 /// Activation-stationary LUT kernel: for each group of 4 input rows, the 16 subset sums of
 /// those rows (one `TILE`-wide vector each) are built once and shared by every output row;
 /// each output row then adds one table entry per plane nibble, scaled by its coefficient.
 /// That is 2 vector FMAs per 4 weights instead of 4 for a dense fp32 GEMM.
-#[inline(always)]
-pub(crate) fn tile_impl<const FMA: bool>(
-    m: &PackedMatrix,
-    xt: &[f32],
-    tables: &mut [f32],
-    out: &mut [f32],
-) {
+fn tile_impl(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out: &mut [f32]) {
     let tables = &mut tables[..TABLE_LEN];
     out.fill(0.0);
     let mut total = [0f32; TILE];
@@ -113,13 +96,13 @@ pub(crate) fn tile_impl<const FMA: bool>(
                     let tp = &tables[base + pn * TILE..base + pn * TILE + TILE];
                     let tn = &tables[base + nn * TILE..base + nn * TILE + TILE];
                     for j in 0..TILE {
-                        a[j] = madd::<FMA>(madd::<FMA>(a[j], cp, tp[j]), cn, tn[j]);
+                        a[j] += cp * tp[j] + cn * tn[j];
                     }
                     if use3 {
                         let bn = pn & nn;
                         let tb = &tables[base + bn * TILE..base + bn * TILE + TILE];
                         for j in 0..TILE {
-                            a[j] = madd::<FMA>(a[j], cb, tb[j]);
+                            a[j] += cb * tb[j];
                         }
                     }
                 }
