@@ -39,27 +39,46 @@ impl ConvGeom {
     /// Writes im2col rows for output positions `p0..p0+width` of one image into `dst`
     /// (`rows` rows of `ld` values; columns past `width` and rows past `k()` are left alone).
     fn im2col(&self, img: &[f32], p0: usize, width: usize, dst: &mut [f32], ld: usize) {
-        let ow = self.ow();
-        // Each column's top-left input coordinate, computed once instead of per row
-        // (divisions in the inner loop dominated the conv time).
-        let origins: Vec<(usize, usize)> = (p0..p0 + width)
-            .map(|p| (p / ow * self.stride, p % ow * self.stride))
-            .collect();
+        let (ow, s, pad) = (self.ow(), self.stride, self.pad);
         for (ci, plane) in img.chunks_exact(self.h * self.w).enumerate() {
             for ky in 0..self.kh {
                 for kx in 0..self.kw {
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let d = &mut dst[row * ld..row * ld + width];
-                    for (v, &(by, bx)) in d.iter_mut().zip(&origins) {
-                        // Padded coordinates: `iy = by + ky - pad`; wrapping makes negative
-                        // values huge, so one unsigned compare covers both borders.
-                        let iy = (by + ky).wrapping_sub(self.pad);
-                        let ix = (bx + kx).wrapping_sub(self.pad);
-                        *v = if iy < self.h && ix < self.w {
-                            plane[iy * self.w + ix]
+                    // Walk the columns one output row (`oy`) at a time: within a segment
+                    // the input row is fixed and `ix = ox*s + kx - pad` is affine, so only
+                    // the two borders need zeros and stride 1 is a plain copy.
+                    let mut j = 0;
+                    while j < width {
+                        let p = p0 + j;
+                        let (oy, ox0) = (p / ow, p % ow);
+                        let seg = (ow - ox0).min(width - j);
+                        let out = &mut d[j..j + seg];
+                        let iy = (oy * s + ky).wrapping_sub(pad);
+                        if iy >= self.h {
+                            out.fill(0.0);
                         } else {
-                            0.0
-                        };
+                            let src = &plane[iy * self.w..(iy + 1) * self.w];
+                            // Valid ox: 0 <= ox*s + kx - pad < w.
+                            let lo = pad.saturating_sub(kx).div_ceil(s).max(ox0);
+                            let hi = if self.w + pad > kx {
+                                (self.w + pad - kx).div_ceil(s)
+                            } else {
+                                0
+                            };
+                            let hi = hi.clamp(lo, ox0 + seg);
+                            out[..lo - ox0].fill(0.0);
+                            out[hi - ox0..].fill(0.0);
+                            let x0 = lo * s + kx - pad;
+                            if s == 1 {
+                                out[lo - ox0..hi - ox0].copy_from_slice(&src[x0..x0 + hi - lo]);
+                            } else {
+                                for (i, v) in out[lo - ox0..hi - ox0].iter_mut().enumerate() {
+                                    *v = src[x0 + i * s];
+                                }
+                            }
+                        }
+                        j += seg;
                     }
                 }
             }

@@ -184,6 +184,9 @@ fn packed_conv_matches_fp32_conv() {
         (5, 13, 11, 11, 3, 2, 1, 3),
         (2, 4, 6, 5, 1, 1, 0, 1),
         (4, 6, 8, 8, 5, 1, 2, 2),
+        (3, 5, 13, 10, 3, 3, 2, 2),
+        (2, 7, 7, 9, 4, 2, 0, 1),
+        (1, 3, 40, 3, 3, 1, 1, 2),
     ] {
         let g = ConvGeom {
             cin,
@@ -204,10 +207,54 @@ fn packed_conv_matches_fp32_conv() {
             let scale: Vec<f32> = (0..o).map(|_| rng.random_range(0.5..1.5)).collect();
             let shift: Vec<f32> = (0..o).map(|_| rng.random_range(-0.5..0.5)).collect();
             let want = conv2d_f32(&m.dequantize(), o, &g, &x, batch, &scale, &shift);
+            close(
+                &want,
+                &naive_conv(&m.dequantize(), o, &g, &x, batch, &scale, &shift),
+                &format!("fp32 conv {g:?}"),
+            );
             for kern in kernels() {
                 let got = conv2d_packed(&m, &g, kern, &x, batch, &scale, &shift);
                 close(&got, &want, &format!("conv {kern:?} {g:?}"));
             }
         }
     }
+}
+
+/// Direct convolution from the definition, independent of im2col.
+fn naive_conv(
+    w: &[f32],
+    o: usize,
+    g: &ConvGeom,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+) -> Vec<f32> {
+    let (oh, ow) = (g.oh(), g.ow());
+    let mut y = vec![0f32; batch * o * oh * ow];
+    for b in 0..batch {
+        for oc in 0..o {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = 0f32;
+                    for ci in 0..g.cin {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w
+                                {
+                                    let xv = x[((b * g.cin + ci) * g.h + iy as usize) * g.w
+                                        + ix as usize];
+                                    s += w[((oc * g.cin + ci) * g.kh + ky) * g.kw + kx] * xv;
+                                }
+                            }
+                        }
+                    }
+                    y[((b * o + oc) * oh + oy) * ow + ox] = scale[oc] * s + shift[oc];
+                }
+            }
+        }
+    }
+    y
 }
