@@ -89,10 +89,10 @@ fn vgg7_convs(c: &mut Criterion) {
         let (scale, shift) = (vec![1.0f32; o], vec![0.0f32; o]);
         let id = format!("{cin}-{o}@{hw}");
         g.bench_with_input(BenchmarkId::new("packed_ternary", &id), &x, |b, x| {
-            b.iter(|| conv2d_packed(&m, &geom, kernel, x, batch, &scale, &shift))
+            b.iter(|| conv2d_packed(&m, &geom, kernel, x, batch, &scale, &shift, false))
         });
         g.bench_with_input(BenchmarkId::new("fp32_im2col_gemm", &id), &x, |b, x| {
-            b.iter(|| conv2d_f32(&w, o, &geom, x, batch, &scale, &shift))
+            b.iter(|| conv2d_f32(&w, o, &geom, x, batch, &scale, &shift, false))
         });
     }
     g.finish();

@@ -20,9 +20,10 @@ pub use model::{LayerTime, Runtime};
 /// Why a model could not be loaded or run. One variant per failure.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// The file could not be read or parsed.
-    #[error(transparent)]
-    Format(#[from] twobit_format::FormatError),
+    /// The file could not be read or parsed. (Not a `source`: the format error's message
+    /// already includes its cause, and a one-line error chain would repeat it.)
+    #[error("{0}")]
+    Format(twobit_format::FormatError),
     /// The file has no architecture manifest, so the network cannot be rebuilt.
     #[error("the file has no architecture manifest (was it written by `twobit train`?); only files with an architecture can be run")]
     MissingArch,
@@ -53,4 +54,10 @@ pub enum RuntimeError {
         /// Values needed.
         expected: usize,
     },
+}
+
+impl From<twobit_format::FormatError> for RuntimeError {
+    fn from(e: twobit_format::FormatError) -> Self {
+        RuntimeError::Format(e)
+    }
 }

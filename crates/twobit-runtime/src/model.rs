@@ -41,6 +41,8 @@ struct Dense {
     cols: usize,
     scale: Vec<f32>,
     shift: Vec<f32>,
+    /// A following ReLU, fused into the output pass.
+    relu: bool,
 }
 
 enum OpKind {
@@ -297,6 +299,7 @@ fn dense(
             cols,
             scale: vec![1.0; rows],
             shift,
+            relu: false,
         },
     ))
 }
@@ -387,14 +390,21 @@ fn compile(layers: &[Layer], model: &Model, shape: &mut Shape) -> Result<Vec<Op>
                     )));
                 }
                 let scale: Vec<f32> = (0..c).map(|i| g[i] / (v[i] + eps).sqrt()).collect();
+                let fusable = matches!(
+                    ops.last(),
+                    Some(Op { kind: OpKind::Conv { d, .. } | OpKind::Linear { d }, .. }) if !d.relu
+                );
                 let shift: Vec<f32> = (0..c).map(|i| b[i] - m[i] * scale[i]).collect();
                 // Fold into the preceding conv/linear's output affine: the 2-bit weights stay
                 // untouched, only the per-channel scale/shift change.
-                if let Some(Op {
-                    kind: OpKind::Conv { d, .. } | OpKind::Linear { d },
-                    label: prev,
-                    ..
-                }) = ops.last_mut()
+                if let (
+                    true,
+                    Some(Op {
+                        kind: OpKind::Conv { d, .. } | OpKind::Linear { d },
+                        label: prev,
+                        ..
+                    }),
+                ) = (fusable, ops.last_mut())
                 {
                     for i in 0..c {
                         d.scale[i] *= scale[i];
@@ -406,7 +416,22 @@ fn compile(layers: &[Layer], model: &Model, shape: &mut Shape) -> Result<Vec<Op>
                 }
                 (label, OpKind::Affine { scale, shift })
             }
-            Layer::Relu => ("relu".into(), OpKind::Relu),
+            Layer::Relu => {
+                // Fuse into the preceding conv/linear's output pass (saves a sweep).
+                if let Some(Op {
+                    kind: OpKind::Conv { d, .. } | OpKind::Linear { d },
+                    label: prev,
+                    ..
+                }) = ops.last_mut()
+                {
+                    if !d.relu {
+                        d.relu = true;
+                        prev.push_str(" + relu");
+                        continue;
+                    }
+                }
+                ("relu".into(), OpKind::Relu)
+            }
             Layer::MaxPool2d { kernel, stride } => {
                 let Shape::Chw(c, h, w) = input else {
                     return Err(RuntimeError::Unsupported(
@@ -498,6 +523,7 @@ fn dequantize_ops(ops: &[Op]) -> Vec<Op> {
         cols: d.cols,
         scale: d.scale.clone(),
         shift: d.shift.clone(),
+        relu: d.relu,
     };
     ops.iter()
         .map(|op| Op {
@@ -557,9 +583,10 @@ fn linear(d: &Dense, kernel: Kernel, x: &[f32], batch: usize) -> Vec<f32> {
         Weights::Packed(p) => p.matmul(kernel, x, batch, &mut y),
         Weights::Float(w) => crate::fp32::sgemm(batch, d.rows, d.cols, x, w, true, &mut y, true),
     }
+    let floor = if d.relu { 0.0 } else { f32::NEG_INFINITY };
     for row in y.chunks_exact_mut(d.rows) {
         for (o, v) in row.iter_mut().enumerate() {
-            *v = d.scale[o] * *v + d.shift[o];
+            *v = (d.scale[o] * *v + d.shift[o]).max(floor);
         }
     }
     y
@@ -569,9 +596,11 @@ fn run_op(op: &Op, kernel: Kernel, mut x: Vec<f32>, batch: usize) -> Vec<f32> {
     match &op.kind {
         OpKind::Conv { d, geom } => match &d.w {
             Weights::Packed(p) => {
-                ops::conv2d_packed(p, geom, kernel, &x, batch, &d.scale, &d.shift)
+                ops::conv2d_packed(p, geom, kernel, &x, batch, &d.scale, &d.shift, d.relu)
             }
-            Weights::Float(w) => ops::conv2d_f32(w, d.rows, geom, &x, batch, &d.scale, &d.shift),
+            Weights::Float(w) => {
+                ops::conv2d_f32(w, d.rows, geom, &x, batch, &d.scale, &d.shift, d.relu)
+            }
         },
         OpKind::Linear { d } => linear(d, kernel, &x, batch),
         OpKind::Affine { scale, shift } => {

@@ -95,7 +95,8 @@ unsafe impl Sync for OutPtr {}
 
 /// 2-bit convolution: im2col one `TILE` of output positions at a time into a thread-local
 /// buffer, run the packed tile kernel, then apply the per-channel affine
-/// `y = scale[o]·dot + shift[o]`. Parallel over (image, tile).
+/// `y = scale[o]·dot + shift[o]` (then ReLU when `relu`). Parallel over (image, tile).
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_packed(
     m: &PackedMatrix,
     g: &ConvGeom,
@@ -104,6 +105,7 @@ pub fn conv2d_packed(
     batch: usize,
     scale: &[f32],
     shift: &[f32],
+    relu: bool,
 ) -> Vec<f32> {
     let (o, positions) = (m.rows(), g.oh() * g.ow());
     let in_len = g.cin * g.h * g.w;
@@ -125,12 +127,14 @@ pub fn conv2d_packed(
             g.im2col(&x[b * in_len..(b + 1) * in_len], p0, width, xt, TILE);
             m.tile_matmul(kernel, xt, tables, acc);
             let out = out;
+            let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             for oc in 0..o {
                 let base = (b * o + oc) * positions + p0;
                 for j in 0..width {
+                    let v = (scale[oc] * acc[oc * TILE + j] + shift[oc]).max(floor);
                     // SAFETY: (b, t) is unique to this task, so these indices are disjoint
                     // from every other task's and lie inside `y`.
-                    unsafe { *out.0.add(base + j) = scale[oc] * acc[oc * TILE + j] + shift[oc] };
+                    unsafe { *out.0.add(base + j) = v };
                 }
             }
         },
@@ -138,7 +142,9 @@ pub fn conv2d_packed(
     y
 }
 
-/// fp32 convolution: per image, full im2col then one GEMM (`gemm` crate), then the affine.
+/// fp32 convolution: per image, full im2col then one GEMM (`gemm` crate), then the affine
+/// (and ReLU when `relu`).
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_f32(
     w: &[f32],
     o: usize,
@@ -147,6 +153,7 @@ pub fn conv2d_f32(
     batch: usize,
     scale: &[f32],
     shift: &[f32],
+    relu: bool,
 ) -> Vec<f32> {
     let (k, positions) = (g.k(), g.oh() * g.ow());
     let in_len = g.cin * g.h * g.w;
@@ -165,9 +172,10 @@ pub fn conv2d_f32(
             positions,
         );
         sgemm(o, positions, k, w, cols, false, yb, !outer);
+        let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
         for (oc, row) in yb.chunks_exact_mut(positions).enumerate() {
             for v in row {
-                *v = scale[oc] * *v + shift[oc];
+                *v = (scale[oc] * *v + shift[oc]).max(floor);
             }
         }
     };

@@ -206,14 +206,17 @@ fn packed_conv_matches_fp32_conv() {
                 .collect();
             let scale: Vec<f32> = (0..o).map(|_| rng.random_range(0.5..1.5)).collect();
             let shift: Vec<f32> = (0..o).map(|_| rng.random_range(-0.5..0.5)).collect();
-            let want = conv2d_f32(&m.dequantize(), o, &g, &x, batch, &scale, &shift);
+            let want = conv2d_f32(&m.dequantize(), o, &g, &x, batch, &scale, &shift, quat);
             close(
                 &want,
-                &naive_conv(&m.dequantize(), o, &g, &x, batch, &scale, &shift),
+                &naive_conv(&m.dequantize(), o, &g, &x, batch, &scale, &shift)
+                    .iter()
+                    .map(|v| if quat { v.max(0.0) } else { *v })
+                    .collect::<Vec<_>>(),
                 &format!("fp32 conv {g:?}"),
             );
             for kern in kernels() {
-                let got = conv2d_packed(&m, &g, kern, &x, batch, &scale, &shift);
+                let got = conv2d_packed(&m, &g, kern, &x, batch, &scale, &shift, quat);
                 close(&got, &want, &format!("conv {kern:?} {g:?}"));
             }
         }
