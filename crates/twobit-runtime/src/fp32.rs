@@ -3,6 +3,7 @@
 
 /// Row-major `c[m×n] = a[m×k] · b[k×n]`; `b_t` means `b` is given transposed (`[n×k]`).
 /// `parallel` lets gemm use the rayon pool (use it when the caller is not parallel already).
+#[allow(clippy::too_many_arguments)]
 pub fn sgemm(
     m: usize,
     n: usize,

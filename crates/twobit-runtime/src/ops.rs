@@ -93,6 +93,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// A method (not field access) so closures capture the whole `Sync` wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// 2-bit convolution: im2col one `TILE` of output positions at a time into a thread-local
 /// buffer, run the packed tile kernel, then apply the per-channel affine
 /// `y = scale[o]·dot + shift[o]` (then ReLU when `relu`). Parallel over (image, tile).
@@ -126,7 +133,6 @@ pub fn conv2d_packed(
             }
             g.im2col(&x[b * in_len..(b + 1) * in_len], p0, width, xt, TILE);
             m.tile_matmul(kernel, xt, tables, acc);
-            let out = out;
             let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             for oc in 0..o {
                 let base = (b * o + oc) * positions + p0;
@@ -134,7 +140,7 @@ pub fn conv2d_packed(
                     let v = (scale[oc] * acc[oc * TILE + j] + shift[oc]).max(floor);
                     // SAFETY: (b, t) is unique to this task, so these indices are disjoint
                     // from every other task's and lie inside `y`.
-                    unsafe { *out.0.add(base + j) = v };
+                    unsafe { *out.get().add(base + j) = v };
                 }
             }
         },

@@ -1,5 +1,7 @@
 //! AVX2 + FMA kernels, selected at run time by [`super::Kernel::detect`].
 #![cfg(target_arch = "x86_64")]
+// Several register arrays are indexed in lockstep; index loops read clearer than zips.
+#![allow(clippy::needless_range_loop)]
 use super::PackedMatrix;
 use std::arch::x86_64::*;
 
