@@ -90,6 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .zip(&yf)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
+    // The diff only means something relative to the logits' size.
+    let max_logit = yf.iter().map(|v| v.abs()).fold(0f32, f32::max);
     let classes = packed.arch().classes;
     let agree = yp
         .chunks_exact(classes)
@@ -126,6 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "weight_bytes_fp32": wf,
             "memory_ratio": wf as f64 / wb.max(1) as f64,
             "max_abs_logit_diff": max_diff,
+            "max_abs_logit": max_logit,
             "argmax_agreement": agree as f64 / args.batch as f64,
         });
         println!("{v}");
@@ -171,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         wf as f64 / wb.max(1) as f64
     );
     println!(
-        "2-bit vs fp32 logits: max abs diff {max_diff:.3e}, argmax agrees on {agree}/{}",
+        "2-bit vs fp32 logits: max abs diff {max_diff:.3e} (max |logit| {max_logit:.3e}), argmax agrees on {agree}/{}",
         args.batch
     );
     Ok(())

@@ -137,31 +137,38 @@ pub(crate) unsafe fn tile(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out:
                 }
             }
         }
+        // Unused groups of a partial block: their plane bits are zero, so only entry 0
+        // (zero) is read.
+        for g in nbytes * 2..BLOCK_BYTES * 2 {
+            for v in 0..V {
+                _mm256_storeu_ps(tb.add(g * 16 * TILE + v * 8), zero);
+            }
+        }
         for o in 0..m.rows {
             let pb = m.plus.as_ptr().add(o * m.stride + b0);
             let nb = m.minus.as_ptr().add(o * m.stride + b0);
+            // The block's plane bits as one word each (bytes past the row end read as 0).
+            let (p, n) = if nbytes == BLOCK_BYTES {
+                (
+                    (pb as *const u32).read_unaligned(),
+                    (nb as *const u32).read_unaligned(),
+                )
+            } else {
+                let mut pw = [0u8; 4];
+                let mut nw = [0u8; 4];
+                pw[..nbytes].copy_from_slice(std::slice::from_raw_parts(pb, nbytes));
+                nw[..nbytes].copy_from_slice(std::slice::from_raw_parts(nb, nbytes));
+                (u32::from_le_bytes(pw), u32::from_le_bytes(nw))
+            };
+            let (p, n) = (u32::from_le(p), u32::from_le(n));
             let mut ap = [zero; V];
             let mut an = [zero; V];
             let mut ab = [zero; V];
             let use3 = any3 && *m.has3.get_unchecked(o);
-            for i in 0..nbytes {
-                let (p, n) = (*pb.add(i) as usize, *nb.add(i) as usize);
-                for h in 0..2 {
-                    let base = tb.add((i * 2 + h) * 16 * TILE);
-                    let (pn, nn) = ((p >> (4 * h)) & 15, (n >> (4 * h)) & 15);
-                    let tp = base.add(pn * TILE);
-                    let tn = base.add(nn * TILE);
-                    for v in 0..V {
-                        ap[v] = _mm256_add_ps(ap[v], _mm256_loadu_ps(tp.add(v * 8)));
-                        an[v] = _mm256_add_ps(an[v], _mm256_loadu_ps(tn.add(v * 8)));
-                    }
-                    if use3 {
-                        let tbb = base.add((pn & nn) * TILE);
-                        for v in 0..V {
-                            ab[v] = _mm256_add_ps(ab[v], _mm256_loadu_ps(tbb.add(v * 8)));
-                        }
-                    }
-                }
+            if use3 {
+                block_sums::<true>(tb, p, n, &mut ap, &mut an, &mut ab);
+            } else {
+                block_sums::<false>(tb, p, n, &mut ap, &mut an, &mut ab);
             }
             let [_, cp, cn, cb] = *m.coef.get_unchecked(o);
             let (cp, cn, cb) = (_mm256_set1_ps(cp), _mm256_set1_ps(cn), _mm256_set1_ps(cb));
@@ -192,6 +199,35 @@ pub(crate) unsafe fn tile(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out:
         for (v, t) in total.iter().enumerate() {
             let dst = op.add(o * TILE + v * 8);
             _mm256_storeu_ps(dst, _mm256_fmadd_ps(c, *t, _mm256_loadu_ps(dst)));
+        }
+    }
+}
+
+/// Adds one block's table entries (8 nibble groups) into the plus/minus(/both) sums.
+#[inline(always)]
+unsafe fn block_sums<const USE3: bool>(
+    tb: *const f32,
+    p: u32,
+    n: u32,
+    ap: &mut [__m256; super::TILE / 8],
+    an: &mut [__m256; super::TILE / 8],
+    ab: &mut [__m256; super::TILE / 8],
+) {
+    use super::TILE;
+    for g in 0..8 {
+        let base = tb.add(g * 16 * TILE);
+        let (pn, nn) = ((p >> (4 * g)) & 15, (n >> (4 * g)) & 15);
+        let tp = base.add(pn as usize * TILE);
+        let tn = base.add(nn as usize * TILE);
+        for v in 0..TILE / 8 {
+            ap[v] = _mm256_add_ps(ap[v], _mm256_loadu_ps(tp.add(v * 8)));
+            an[v] = _mm256_add_ps(an[v], _mm256_loadu_ps(tn.add(v * 8)));
+        }
+        if USE3 {
+            let tbb = base.add((pn & nn) as usize * TILE);
+            for v in 0..TILE / 8 {
+                ab[v] = _mm256_add_ps(ab[v], _mm256_loadu_ps(tbb.add(v * 8)));
+            }
         }
     }
 }
