@@ -340,7 +340,7 @@ fn compile(layers: &[Layer], model: &Model, shape: &mut Shape) -> Result<Vec<Op>
                 if *stride == 0
                     || padding
                         .checked_mul(2)
-                        .and_then(|p| p.checked_add(h.min(w)))
+                        .and_then(|p| p.checked_add(h.max(w)))
                         .is_none()
                     || h + 2 * padding < geom.kh
                     || w + 2 * padding < geom.kw
