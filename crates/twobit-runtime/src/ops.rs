@@ -136,11 +136,12 @@ pub fn conv2d_packed(
             let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             for oc in 0..o {
                 let base = (b * o + oc) * positions + p0;
-                for j in 0..width {
-                    let v = (scale[oc] * acc[oc * TILE + j] + shift[oc]).max(floor);
-                    // SAFETY: (b, t) is unique to this task, so these indices are disjoint
-                    // from every other task's and lie inside `y`.
-                    unsafe { *out.get().add(base + j) = v };
+                // SAFETY: (b, t) is unique to this task, so `base..base + width` is disjoint
+                // from every other task's range and lies inside `y`.
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(base), width) };
+                let (sc, sh) = (scale[oc], shift[oc]);
+                for (d, a) in dst.iter_mut().zip(&acc[oc * TILE..oc * TILE + width]) {
+                    *d = (sc * a + sh).max(floor);
                 }
             }
         },
