@@ -8,8 +8,8 @@ use twobit_quant::{Granularity, Levels, Scheme};
 /// Flatten -> 2-bit linear [10, 784] whose row `c` has +1 weights on pixels `c*78..c*78+78`
 /// (others code 1 = level 0), so an image lit only in that band is classified `c`.
 fn band_model(path: &Path) {
-    let (rows, cols) = (10, 784);
-    let mut codes = vec![0u8; (rows * cols + 3) / 4];
+    let (rows, cols): (usize, usize) = (10, 784);
+    let mut codes = vec![0u8; (rows * cols).div_ceil(4)];
     for r in 0..rows {
         for k in 0..cols {
             let c = if k / 78 == r { 2 } else { 1 };
