@@ -1,0 +1,110 @@
+//! Packed 2-bit kernels vs fp32 `gemm`, same process and thread pool:
+//! 4096x4096 GEMV at batch 1, and vgg7's 3x3 convolutions at batch 64.
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::hint::black_box;
+use std::time::Duration;
+use twobit_quant::Levels;
+use twobit_runtime::fp32::sgemm;
+use twobit_runtime::ops::{conv2d_f32, conv2d_packed, ConvGeom};
+use twobit_runtime::{Kernel, PackedMatrix};
+
+fn matrix(rng: &mut StdRng, rows: usize, cols: usize, quat: bool) -> PackedMatrix {
+    let n = rows * cols;
+    let mut codes = vec![0u8; n.div_ceil(4)];
+    for i in 0..n {
+        let c: u8 = rng.random_range(0..if quat { 4 } else { 3 });
+        codes[i / 4] |= c << (2 * (i % 4));
+    }
+    let levels: Vec<Levels> = (0..rows)
+        .map(|_| {
+            let (a, b) = (rng.random_range(0.1..1.0f32), rng.random_range(0.1..1.0f32));
+            let values = if quat {
+                [-a - b, -a, b, a + b]
+            } else {
+                [-a, 0.0, b, b]
+            };
+            Levels {
+                values,
+                thresholds: [-0.5, 0.0, 0.5],
+            }
+        })
+        .collect();
+    PackedMatrix::from_codes(rows, cols, &codes, &levels).expect("valid matrix")
+}
+
+fn gemv(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(7);
+    let n = 4096;
+    let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let kernel = Kernel::detect();
+    let mut g = c.benchmark_group("gemv_4096x4096_batch1");
+    for quat in [false, true] {
+        let m = matrix(&mut rng, n, n, quat);
+        let mut y = vec![0f32; n];
+        let name = if quat {
+            "packed_quaternary"
+        } else {
+            "packed_ternary"
+        };
+        g.bench_function(name, |b| b.iter(|| m.gemv(kernel, black_box(&x), &mut y)));
+        if !quat {
+            let w = m.dequantize();
+            g.bench_function("fp32_gemm", |b| {
+                b.iter(|| sgemm(n, 1, n, black_box(&w), &x, false, &mut y, true))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn vgg7_convs(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(8);
+    let batch = 64;
+    let kernel = Kernel::detect();
+    let mut g = c.benchmark_group("vgg7_conv3x3_batch64");
+    for &(cin, o, hw) in &[
+        (3, 128, 32),
+        (128, 128, 32),
+        (128, 256, 16),
+        (256, 256, 16),
+        (256, 512, 8),
+        (512, 512, 8),
+    ] {
+        let geom = ConvGeom {
+            cin,
+            h: hw,
+            w: hw,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let m = matrix(&mut rng, o, geom.k(), false);
+        let w = m.dequantize();
+        let x: Vec<f32> = (0..batch * cin * hw * hw)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let (scale, shift) = (vec![1.0f32; o], vec![0.0f32; o]);
+        let id = format!("{cin}-{o}@{hw}");
+        g.bench_with_input(BenchmarkId::new("packed_ternary", &id), &x, |b, x| {
+            b.iter(|| conv2d_packed(&m, &geom, kernel, x, batch, &scale, &shift, false))
+        });
+        g.bench_with_input(BenchmarkId::new("fp32_im2col_gemm", &id), &x, |b, x| {
+            b.iter(|| conv2d_f32(&w, o, &geom, x, batch, &scale, &shift, false))
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    // Shared machines: few short samples keep a full run to a couple of minutes.
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group!(name = benches; config = config(); targets = gemv, vgg7_convs);
+criterion_main!(benches);

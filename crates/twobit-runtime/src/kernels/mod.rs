@@ -1,0 +1,276 @@
+//! 2-bit matrix kernels working on the packed codes.
+//!
+//! A `[rows, cols]` matrix of 2-bit codes is repacked at load into two bit-planes per row:
+//! `plus` (code 2 or 3) and `minus` (code 0 or 3). With levels `l0..l3` every weight is
+//!
+//! `w = l1 + (l2-l1)·plus + (l0-l1)·minus + (l3-l2-l0+l1)·plus·minus`,
+//!
+//! so a dot product is four masked sums of activations scaled per row. For the usual ternary
+//! case (`l1 = 0`, no code 3) this is exactly `a_p·Σx[pos] - a_n·Σx[neg]`: additions only,
+//! zeros skipped. Memory stays at 2 bits per weight plus 16 bytes of coefficients per row.
+mod avx2;
+mod portable;
+mod reference;
+
+pub use reference::reference_matmul;
+
+use crate::RuntimeError;
+use twobit_quant::Levels;
+
+/// Column width of one tile of the batched kernel (4 AVX2 registers).
+pub const TILE: usize = 32;
+
+/// Which implementation runs the packed kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust, any target.
+    Portable,
+    /// AVX2 + FMA intrinsics / codegen (x86-64 only, chosen at run time).
+    Avx2,
+}
+
+impl Kernel {
+    /// The best kernel this CPU supports, detected at run time.
+    pub fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// True when this kernel can run on this CPU.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            Kernel::Avx2 => Kernel::detect() == Kernel::Avx2,
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::Avx2 => "avx2+fma",
+        }
+    }
+}
+
+/// A 2-bit weight matrix `[rows, cols]` repacked into bit-planes for fast kernels.
+#[derive(Clone, Debug)]
+pub struct PackedMatrix {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    /// Bytes per row per plane: `ceil(cols / 8)`; bit `k % 8` of byte `k / 8` is column `k`.
+    pub(crate) stride: usize,
+    pub(crate) plus: Vec<u8>,
+    pub(crate) minus: Vec<u8>,
+    /// Per row: coefficients of (total, plus, minus, plus&minus) sums.
+    pub(crate) coef: Vec<[f32; 4]>,
+    /// Per row: whether code 3 occurs (otherwise the plus&minus sum is skipped).
+    pub(crate) has3: Vec<bool>,
+}
+
+impl PackedMatrix {
+    /// Repacks file-layout codes (weight `i` in bits `2*(i%4)` of byte `i/4`, row-major) with
+    /// one level table (`levels.len() == 1`) or one per row (`levels.len() == rows`).
+    pub fn from_codes(
+        rows: usize,
+        cols: usize,
+        codes: &[u8],
+        levels: &[Levels],
+    ) -> Result<PackedMatrix, RuntimeError> {
+        let n = rows
+            .checked_mul(cols)
+            .ok_or_else(|| RuntimeError::Shape("weight matrix size overflows".into()))?;
+        if rows == 0 || cols == 0 {
+            return Err(RuntimeError::Shape(format!(
+                "empty weight matrix [{rows}, {cols}]"
+            )));
+        }
+        if codes.len() != n.div_ceil(4) {
+            return Err(RuntimeError::Shape(format!(
+                "packed codes hold {} bytes, [{rows}, {cols}] needs {}",
+                codes.len(),
+                n.div_ceil(4)
+            )));
+        }
+        if levels.len() != 1 && levels.len() != rows {
+            return Err(RuntimeError::Shape(format!(
+                "{} level tables for {rows} rows (need 1 or {rows})",
+                levels.len()
+            )));
+        }
+        for l in levels {
+            if l.values.iter().any(|v| !v.is_finite()) {
+                return Err(RuntimeError::NonFinite("level table".into()));
+            }
+        }
+        let stride = cols.div_ceil(8);
+        let mut plus = vec![0u8; rows * stride];
+        let mut minus = vec![0u8; rows * stride];
+        let mut coef = Vec::with_capacity(rows);
+        let mut has3 = vec![false; rows];
+        for r in 0..rows {
+            let l = levels[if levels.len() == 1 { 0 } else { r }].values;
+            coef.push([l[1], l[2] - l[1], l[0] - l[1], l[3] - l[2] - l[0] + l[1]]);
+            let (p, m) = (
+                &mut plus[r * stride..(r + 1) * stride],
+                &mut minus[r * stride..(r + 1) * stride],
+            );
+            let base = r * cols;
+            for k in 0..cols {
+                let i = base + k;
+                let c = (codes[i >> 2] >> ((i & 3) * 2)) & 3;
+                let bit = 1u8 << (k & 7);
+                if c >= 2 {
+                    p[k >> 3] |= bit;
+                }
+                if c == 0 || c == 3 {
+                    m[k >> 3] |= bit;
+                }
+                has3[r] |= c == 3;
+            }
+        }
+        Ok(PackedMatrix {
+            rows,
+            cols,
+            stride,
+            plus,
+            minus,
+            coef,
+            has3,
+        })
+    }
+
+    /// Number of rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes this matrix occupies in memory: bit-planes, per-row coefficients and flags.
+    pub fn weight_bytes(&self) -> usize {
+        self.plus.len() + self.minus.len() + self.coef.len() * 16 + self.has3.len()
+    }
+
+    /// The weights expanded to f32, row-major (for the fp32 comparison path).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            let [t, cp, cn, cb] = self.coef[r];
+            for k in 0..self.cols {
+                let i = r * self.stride + (k >> 3);
+                let bit = 1u8 << (k & 7);
+                let p = (self.plus[i] & bit != 0) as u8 as f32;
+                let m = (self.minus[i] & bit != 0) as u8 as f32;
+                out.push(t + cp * p + cn * m + cb * p * m);
+            }
+        }
+        out
+    }
+
+    /// `y[o] = Σ_k w[o,k]·x[k]` for one input vector (`x.len() == cols`, `y.len() == rows`),
+    /// parallel over rows.
+    pub fn gemv(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) {
+        use rayon::prelude::*;
+        assert_eq!(x.len(), self.cols, "gemv input length");
+        assert_eq!(y.len(), self.rows, "gemv output length");
+        // Zero-pad to whole bytes so kernels read 8 activations per plane byte.
+        let mut xp = vec![0f32; self.stride * 8];
+        xp[..self.cols].copy_from_slice(x);
+        let total: f32 = x.iter().sum();
+        // Chunks big enough to amortise scheduling, small enough to spread over cores.
+        let chunk = (self.rows / (rayon::current_num_threads() * 4)).clamp(4, 256);
+        y.par_chunks_mut(chunk).enumerate().for_each(|(ci, ys)| {
+            let r0 = ci * chunk;
+            self.gemv_rows(kernel, &xp, total, r0, ys);
+        });
+    }
+
+    /// Sequential GEMV over rows `r0..r0+y.len()`; `xp` is zero-padded to `stride*8`.
+    pub(crate) fn gemv_rows(
+        &self,
+        kernel: Kernel,
+        xp: &[f32],
+        total: f32,
+        r0: usize,
+        y: &mut [f32],
+    ) {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 if Kernel::Avx2.available() => {
+                // SAFETY: AVX2 and FMA were detected at run time.
+                unsafe { avx2::gemv_rows(self, xp, total, r0, y) }
+            }
+            _ => portable::gemv_rows(self, xp, total, r0, y),
+        }
+    }
+
+    /// One column tile: `out[o*TILE + j] = Σ_k w[o,k]·xt[k*TILE + j]`, where `xt` holds
+    /// `stride*8` rows of `TILE` activations (rows past `cols` must be zero) and `out` holds
+    /// `rows*TILE` values (overwritten). `tables` is scratch reused between calls.
+    pub fn tile_matmul(&self, kernel: Kernel, xt: &[f32], tables: &mut Vec<f32>, out: &mut [f32]) {
+        assert_eq!(xt.len(), self.stride * 8 * TILE, "tile input size");
+        assert_eq!(out.len(), self.rows * TILE, "tile output size");
+        tables.resize(portable::TABLE_LEN, 0.0);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 if Kernel::Avx2.available() => {
+                // SAFETY: AVX2 and FMA were detected at run time.
+                unsafe { avx2::tile(self, xt, tables, out) }
+            }
+            _ => portable::tile(self, xt, tables, out),
+        }
+    }
+
+    /// `y[n, o] = Σ_k w[o,k]·x[n,k]` for a batch (`x` is `[batch, cols]`, `y` is
+    /// `[batch, rows]`), the layout of a linear layer.
+    pub fn matmul(&self, kernel: Kernel, x: &[f32], batch: usize, y: &mut [f32]) {
+        use rayon::prelude::*;
+        assert_eq!(x.len(), batch * self.cols, "matmul input size");
+        assert_eq!(y.len(), batch * self.rows, "matmul output size");
+        // A few samples: one GEMV each beats padding a 32-wide tile.
+        if batch < 8 {
+            for (xs, ys) in x.chunks(self.cols).zip(y.chunks_mut(self.rows)) {
+                self.gemv(kernel, xs, ys);
+            }
+            return;
+        }
+        let kpad = self.stride * 8;
+        let tiles: Vec<(usize, Vec<f32>)> = (0..batch.div_ceil(TILE))
+            .into_par_iter()
+            .map_init(
+                || (vec![0f32; kpad * TILE], Vec::new()),
+                |(xt, tables), t| {
+                    let n0 = t * TILE;
+                    let w = TILE.min(batch - n0);
+                    xt.fill(0.0);
+                    for j in 0..w {
+                        let xs = &x[(n0 + j) * self.cols..(n0 + j + 1) * self.cols];
+                        for (k, &v) in xs.iter().enumerate() {
+                            xt[k * TILE + j] = v;
+                        }
+                    }
+                    let mut out = vec![0f32; self.rows * TILE];
+                    self.tile_matmul(kernel, xt, tables, &mut out);
+                    (t, out)
+                },
+            )
+            .collect();
+        for (t, out) in tiles {
+            let n0 = t * TILE;
+            for j in 0..TILE.min(batch - n0) {
+                for o in 0..self.rows {
+                    y[(n0 + j) * self.rows + o] = out[o * TILE + j];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Layer operations on NCHW activations: convolution (packed and fp32), pooling, shortcuts.
+use crate::fp32::sgemm;
+use crate::kernels::{Kernel, PackedMatrix, TILE};
+use rayon::prelude::*;
+
+/// Geometry of a 2-D convolution over one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Input channels.
+    pub cin: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (both axes).
+    pub stride: usize,
+    /// Zero padding (both axes).
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    /// Output height.
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+    /// Output width.
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+    /// im2col rows: `cin·kh·kw`.
+    pub fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    /// Writes im2col rows for output positions `p0..p0+width` of one image into `dst`
+    /// (`rows` rows of `ld` values; columns past `width` and rows past `k()` are left alone).
+    fn im2col(&self, img: &[f32], p0: usize, width: usize, dst: &mut [f32], ld: usize) {
+        let (ow, s, pad) = (self.ow(), self.stride, self.pad);
+        for (ci, plane) in img.chunks_exact(self.h * self.w).enumerate() {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let row = (ci * self.kh + ky) * self.kw + kx;
+                    let d = &mut dst[row * ld..row * ld + width];
+                    // Walk the columns one output row (`oy`) at a time: within a segment
+                    // the input row is fixed and `ix = ox*s + kx - pad` is affine, so only
+                    // the two borders need zeros and stride 1 is a plain copy.
+                    let mut j = 0;
+                    while j < width {
+                        let p = p0 + j;
+                        let (oy, ox0) = (p / ow, p % ow);
+                        let seg = (ow - ox0).min(width - j);
+                        let out = &mut d[j..j + seg];
+                        let iy = (oy * s + ky).wrapping_sub(pad);
+                        if iy >= self.h {
+                            out.fill(0.0);
+                        } else {
+                            let src = &plane[iy * self.w..(iy + 1) * self.w];
+                            // Valid ox: 0 <= ox*s + kx - pad < w.
+                            let lo = pad.saturating_sub(kx).div_ceil(s).max(ox0);
+                            let hi = if self.w + pad > kx {
+                                (self.w + pad - kx).div_ceil(s)
+                            } else {
+                                0
+                            };
+                            let hi = hi.clamp(lo, ox0 + seg);
+                            out[..lo - ox0].fill(0.0);
+                            out[hi - ox0..].fill(0.0);
+                            let x0 = lo * s + kx - pad;
+                            if s == 1 {
+                                out[lo - ox0..hi - ox0].copy_from_slice(&src[x0..x0 + hi - lo]);
+                            } else {
+                                for (i, v) in out[lo - ox0..hi - ox0].iter_mut().enumerate() {
+                                    *v = src[x0 + i * s];
+                                }
+                            }
+                        }
+                        j += seg;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A raw output pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a disjoint set of indices (distinct image/tile pairs).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// A method (not field access) so closures capture the whole `Sync` wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// 2-bit convolution: im2col one `TILE` of output positions at a time into a thread-local
+/// buffer, run the packed tile kernel, then apply the per-channel affine
+/// `y = scale[o]·dot + shift[o]` (then ReLU when `relu`). Parallel over (image, tile).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed(
+    m: &PackedMatrix,
+    g: &ConvGeom,
+    kernel: Kernel,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    let (o, positions) = (m.rows(), g.oh() * g.ow());
+    let in_len = g.cin * g.h * g.w;
+    assert_eq!(x.len(), batch * in_len, "conv input size");
+    assert_eq!(m.cols(), g.k(), "conv weight columns");
+    let mut y = vec![0f32; batch * o * positions];
+    let tiles = positions.div_ceil(TILE);
+    let kpad = m.stride * 8;
+    let out = OutPtr(y.as_mut_ptr());
+    (0..batch * tiles).into_par_iter().for_each_init(
+        || (vec![0f32; kpad * TILE], Vec::new(), vec![0f32; o * TILE]),
+        |(xt, tables, acc), task| {
+            let (b, t) = (task / tiles, task % tiles);
+            let p0 = t * TILE;
+            let width = TILE.min(positions - p0);
+            if width < TILE {
+                xt.fill(0.0);
+            }
+            g.im2col(&x[b * in_len..(b + 1) * in_len], p0, width, xt, TILE);
+            m.tile_matmul(kernel, xt, tables, acc);
+            let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+            for oc in 0..o {
+                let base = (b * o + oc) * positions + p0;
+                // SAFETY: (b, t) is unique to this task, so `base..base + width` is disjoint
+                // from every other task's range and lies inside `y`.
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(base), width) };
+                let (sc, sh) = (scale[oc], shift[oc]);
+                for (d, a) in dst.iter_mut().zip(&acc[oc * TILE..oc * TILE + width]) {
+                    *d = (sc * a + sh).max(floor);
+                }
+            }
+        },
+    );
+    y
+}
+
+/// fp32 convolution: per image, full im2col then one GEMM (`gemm` crate), then the affine
+/// (and ReLU when `relu`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_f32(
+    w: &[f32],
+    o: usize,
+    g: &ConvGeom,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    let (k, positions) = (g.k(), g.oh() * g.ow());
+    let in_len = g.cin * g.h * g.w;
+    assert_eq!(x.len(), batch * in_len, "conv input size");
+    assert_eq!(w.len(), o * k, "conv weight size");
+    let mut y = vec![0f32; batch * o * positions];
+    // Parallelise across images when there are enough, else inside the GEMM.
+    let outer = batch >= rayon::current_num_threads();
+    let run = |(b, yb): (usize, &mut [f32]), cols: &mut Vec<f32>| {
+        cols.resize(k * positions, 0.0);
+        g.im2col(
+            &x[b * in_len..(b + 1) * in_len],
+            0,
+            positions,
+            cols,
+            positions,
+        );
+        sgemm(o, positions, k, w, cols, false, yb, !outer);
+        let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+        for (oc, row) in yb.chunks_exact_mut(positions).enumerate() {
+            for v in row {
+                *v = (scale[oc] * *v + shift[oc]).max(floor);
+            }
+        }
+    };
+    if outer {
+        y.par_chunks_mut(o * positions)
+            .enumerate()
+            .for_each_init(Vec::new, |cols, item| run(item, cols));
+    } else {
+        let mut cols = Vec::new();
+        for item in y.chunks_mut(o * positions).enumerate() {
+            run(item, &mut cols);
+        }
+    }
+    y
+}
+
+/// Applies `v = scale[c]·v + shift[c]` over `[batch, channels, inner]`.
+pub fn affine(x: &mut [f32], channels: usize, inner: usize, scale: &[f32], shift: &[f32]) {
+    x.par_chunks_mut(channels * inner).for_each(|img| {
+        for (c, row) in img.chunks_exact_mut(inner).enumerate() {
+            for v in row {
+                *v = scale[c] * *v + shift[c];
+            }
+        }
+    });
+}
+
+/// In-place ReLU.
+pub fn relu(x: &mut [f32]) {
+    x.par_chunks_mut(4096).for_each(|c| {
+        for v in c {
+            *v = v.max(0.0);
+        }
+    });
+}
+
+/// Max pooling, square window, no padding: `[n, c, h, w] -> [n, c, oh, ow]`.
+pub fn max_pool(x: &[f32], nc: usize, h: usize, w: usize, k: usize, s: usize) -> Vec<f32> {
+    let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+    let mut y = vec![0f32; nc * oh * ow];
+    y.par_chunks_mut(oh * ow).enumerate().for_each(|(i, out)| {
+        let plane = &x[i * h * w..(i + 1) * h * w];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut m = f32::NEG_INFINITY;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        m = m.max(plane[(oy * s + ky) * w + ox * s + kx]);
+                    }
+                }
+                out[oy * ow + ox] = m;
+            }
+        }
+    });
+    y
+}
+
+/// Mean over each `inner`-long plane: `[nc, inner] -> [nc]`.
+pub fn global_avg_pool(x: &[f32], inner: usize) -> Vec<f32> {
+    x.chunks_exact(inner)
+        .map(|p| p.iter().sum::<f32>() / inner as f32)
+        .collect()
+}
+
+/// ResNet option-A shortcut: `x[:, :, ::s, ::s]`, then zero channels before and after.
+pub fn pad_subsample(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    s: usize,
+    out_c: usize,
+) -> Vec<f32> {
+    let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
+    let before = (out_c - c) / 2;
+    let mut y = vec![0f32; n * out_c * oh * ow];
+    for b in 0..n {
+        for ci in 0..c {
+            let src = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+            let dst = &mut y[(b * out_c + before + ci) * oh * ow..][..oh * ow];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    dst[oy * ow + ox] = src[oy * s * w + ox * s];
+                }
+            }
+        }
+    }
+    y
+}

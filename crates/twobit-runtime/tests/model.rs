@@ -1,0 +1,346 @@
+//! Whole-network tests: file round trip, packed vs dequantized fp32, an independent naive
+//! forward pass, and clear errors for bad files and inputs.
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use twobit_format::{Arch, FloatDtype, FloatTensor, Layer, Model, Normalize, PackedTensor, Tensor};
+use twobit_quant::{Granularity, Levels, Scheme};
+use twobit_runtime::{Kernel, Runtime, RuntimeError};
+
+fn packed(rng: &mut StdRng, shape: Vec<usize>, quat: bool, per_channel: bool) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut codes = vec![0u8; n.div_ceil(4)];
+    for i in 0..n {
+        let c: u8 = rng.random_range(0..if quat { 4 } else { 3 });
+        codes[i / 4] |= c << (2 * (i % 4));
+    }
+    let groups = if per_channel { shape[0] } else { 1 };
+    let levels = (0..groups)
+        .map(|_| {
+            let (a, b) = (
+                rng.random_range(0.05..0.5f32),
+                rng.random_range(0.05..0.5f32),
+            );
+            if quat {
+                Levels {
+                    values: [-a - b, -a * 0.3, b, a + b],
+                    thresholds: [-0.6, -0.1, 0.4],
+                }
+            } else {
+                Levels {
+                    values: [-a, 0.0, b, b],
+                    thresholds: [-0.5, 0.5, f32::INFINITY],
+                }
+            }
+        })
+        .collect();
+    Tensor::Packed(PackedTensor {
+        scheme: if quat { Scheme::QuatFree } else { Scheme::Tern },
+        granularity: if per_channel {
+            Granularity::Channel
+        } else {
+            Granularity::Tensor
+        },
+        shape,
+        codes,
+        levels,
+        origin_dtype: FloatDtype::F32,
+    })
+}
+
+fn float(rng: &mut StdRng, shape: Vec<usize>, lo: f32, hi: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+    Tensor::Float(FloatTensor::from_f32(shape, &v))
+}
+
+fn bn(rng: &mut StdRng, t: &mut BTreeMap<String, Tensor>, name: &str, c: usize) -> Layer {
+    t.insert(format!("{name}.weight"), float(rng, vec![c], 0.5, 1.5));
+    t.insert(format!("{name}.bias"), float(rng, vec![c], -0.2, 0.2));
+    t.insert(
+        format!("{name}.running_mean"),
+        float(rng, vec![c], -0.2, 0.2),
+    );
+    t.insert(format!("{name}.running_var"), float(rng, vec![c], 0.5, 2.0));
+    Layer::BatchNorm {
+        weight: format!("{name}.weight"),
+        bias: format!("{name}.bias"),
+        running_mean: format!("{name}.running_mean"),
+        running_var: format!("{name}.running_var"),
+        eps: 1e-5,
+    }
+}
+
+fn conv(
+    t: &mut BTreeMap<String, Tensor>,
+    rng: &mut StdRng,
+    name: &str,
+    shape: [usize; 4],
+    quat: bool,
+    stride: usize,
+) -> Layer {
+    t.insert(
+        format!("{name}.weight"),
+        packed(rng, shape.to_vec(), quat, quat),
+    );
+    Layer::Conv2d {
+        weight: format!("{name}.weight"),
+        bias: None,
+        stride,
+        padding: shape[2] / 2,
+    }
+}
+
+/// A small ResNet-like network using every layer kind.
+fn resnet_like(seed: u64) -> Model {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut t = BTreeMap::new();
+    let mut layers = vec![
+        conv(&mut t, &mut rng, "c1", [8, 3, 3, 3], true, 1),
+        bn(&mut rng, &mut t, "bn1", 8),
+        Layer::Relu,
+    ];
+    let body = vec![
+        conv(&mut t, &mut rng, "r1a", [8, 8, 3, 3], false, 1),
+        bn(&mut rng, &mut t, "r1bn", 8),
+        Layer::Relu,
+        conv(&mut t, &mut rng, "r1b", [8, 8, 3, 3], true, 1),
+    ];
+    layers.push(Layer::Residual {
+        body,
+        shortcut: vec![],
+    });
+    layers.push(Layer::Relu);
+    let body = vec![
+        conv(&mut t, &mut rng, "r2a", [16, 8, 3, 3], false, 2),
+        bn(&mut rng, &mut t, "r2bn", 16),
+    ];
+    layers.push(Layer::Residual {
+        body,
+        shortcut: vec![Layer::PadSubsample {
+            stride: 2,
+            out_channels: 16,
+        }],
+    });
+    layers.push(Layer::MaxPool2d {
+        kernel: 2,
+        stride: 2,
+    });
+    layers.push(Layer::GlobalAvgPool);
+    t.insert(
+        "fc.weight".into(),
+        packed(&mut rng, vec![10, 16], false, true),
+    );
+    t.insert("fc.bias".into(), float(&mut rng, vec![10], -0.1, 0.1));
+    layers.push(Layer::Linear {
+        weight: "fc.weight".into(),
+        bias: Some("fc.bias".into()),
+    });
+    Model {
+        tensors: t,
+        arch: Some(Arch {
+            name: "test-resnet".into(),
+            input: [3, 11, 9],
+            classes: 10,
+            normalize: Normalize {
+                mean: vec![0.5, 0.4, 0.3],
+                std: vec![0.25, 0.2, 0.3],
+            },
+            layers,
+        }),
+        provenance: BTreeMap::new(),
+    }
+}
+
+fn input(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(0.0..1.0)).collect()
+}
+
+#[test]
+fn file_round_trip_packed_matches_dequantized_fp32() {
+    let model = resnet_like(1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.twobit");
+    model.save(&path).unwrap();
+    let mut rt = Runtime::load(&path).unwrap();
+    let fp = rt.dequantized();
+    let mut rng = StdRng::seed_from_u64(9);
+    for batch in [1, 3, 40] {
+        let x = input(&mut rng, batch * 3 * 11 * 9);
+        let want = fp.forward_raw(&x, batch);
+        assert_eq!(want.len(), batch * 10);
+        for k in [Kernel::Portable, Kernel::Avx2]
+            .into_iter()
+            .filter(|k| k.available())
+        {
+            rt.set_kernel(k);
+            let got = rt.forward_raw(&x, batch);
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + scale),
+                    "{k:?} batch {batch}: {g} vs {w}"
+                );
+            }
+            for (a, b) in got.chunks(10).zip(want.chunks(10)) {
+                let am = |r: &[f32]| (0..10).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap();
+                assert_eq!(am(a), am(b));
+            }
+        }
+    }
+    assert!(rt.weight_bytes() < rt.fp32_weight_bytes() / 4);
+}
+
+/// conv(packed, bias) -> batch norm -> relu -> flatten -> linear(float), computed naively.
+#[test]
+fn matches_naive_forward() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut t = BTreeMap::new();
+    let (cin, o, h, w) = (2, 3, 5, 4);
+    t.insert(
+        "c.weight".into(),
+        packed(&mut rng, vec![o, cin, 3, 3], true, true),
+    );
+    t.insert("c.bias".into(), float(&mut rng, vec![o], -0.3, 0.3));
+    let bnl = bn(&mut rng, &mut t, "bn", o);
+    // stride 2, padding 1: output 3x2.
+    let (oh, ow) = (3, 2);
+    t.insert(
+        "fc.weight".into(),
+        float(&mut rng, vec![4, o * oh * ow], -0.5, 0.5),
+    );
+    let layers = vec![
+        Layer::Conv2d {
+            weight: "c.weight".into(),
+            bias: Some("c.bias".into()),
+            stride: 2,
+            padding: 1,
+        },
+        bnl,
+        Layer::Relu,
+        Layer::Flatten,
+        Layer::Linear {
+            weight: "fc.weight".into(),
+            bias: None,
+        },
+    ];
+    let model = Model {
+        tensors: t.clone(),
+        arch: Some(Arch {
+            name: "tiny".into(),
+            input: [cin, h, w],
+            classes: 4,
+            normalize: Normalize {
+                mean: vec![0.0; cin],
+                std: vec![1.0; cin],
+            },
+            layers,
+        }),
+        provenance: BTreeMap::new(),
+    };
+    let rt = Runtime::from_model(&model).unwrap();
+    let x = input(&mut rng, cin * h * w);
+    let got = rt.forward(&x, 1);
+
+    let f = |n: &str| t[n].to_f32();
+    let (cw, cb, fw) = (f("c.weight"), f("c.bias"), f("fc.weight"));
+    let (g, b, m, v) = (
+        f("bn.weight"),
+        f("bn.bias"),
+        f("bn.running_mean"),
+        f("bn.running_var"),
+    );
+    let mut act = vec![0f32; o * oh * ow];
+    for oc in 0..o {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = cb[oc];
+                for ci in 0..cin {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = ((oy * 2 + ky) as isize - 1, (ox * 2 + kx) as isize - 1);
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                s += cw[((oc * cin + ci) * 3 + ky) * 3 + kx]
+                                    * x[(ci * h + iy as usize) * w + ix as usize];
+                            }
+                        }
+                    }
+                }
+                let y = g[oc] * (s - m[oc]) / (v[oc] + 1e-5).sqrt() + b[oc];
+                act[(oc * oh + oy) * ow + ox] = y.max(0.0);
+            }
+        }
+    }
+    for (j, gj) in got.iter().enumerate() {
+        let want: f32 = (0..act.len()).map(|i| fw[j * act.len() + i] * act[i]).sum();
+        assert!((gj - want).abs() < 1e-4, "logit {j}: {gj} vs {want}");
+    }
+}
+
+#[test]
+fn bad_models_and_inputs_are_clear_errors() {
+    let good = resnet_like(3);
+    let mut m = good.clone();
+    m.arch = None;
+    assert!(matches!(
+        Runtime::from_model(&m),
+        Err(RuntimeError::MissingArch)
+    ));
+
+    let mut m = good.clone();
+    m.tensors.remove("fc.bias");
+    let e = Runtime::from_model(&m).err().unwrap();
+    assert!(matches!(e, RuntimeError::MissingTensor { .. }), "{e}");
+    assert!(e.to_string().contains("fc.bias"));
+
+    let mut m = good.clone();
+    m.arch.as_mut().unwrap().input = [4, 11, 9];
+    assert!(matches!(
+        Runtime::from_model(&m),
+        Err(RuntimeError::Shape(_))
+    ));
+
+    let mut m = good.clone();
+    m.arch.as_mut().unwrap().classes = 7;
+    assert!(matches!(
+        Runtime::from_model(&m),
+        Err(RuntimeError::Shape(_))
+    ));
+
+    let mut m = good.clone();
+    m.arch.as_mut().unwrap().input = [3, 1 << 20, 1 << 20];
+    assert!(
+        matches!(Runtime::from_model(&m), Err(RuntimeError::Shape(_))),
+        "huge input must not allocate"
+    );
+
+    let mut m = good.clone();
+    m.arch.as_mut().unwrap().layers.insert(
+        0,
+        Layer::Linear {
+            weight: "fc.weight".into(),
+            bias: None,
+        },
+    );
+    assert!(Runtime::from_model(&m).is_err());
+
+    let mut m = good.clone();
+    if let Some(Tensor::Packed(p)) = m.tensors.get_mut("c1.weight") {
+        p.codes.pop();
+    }
+    assert!(matches!(
+        Runtime::from_model(&m),
+        Err(RuntimeError::Shape(_))
+    ));
+
+    let rt = Runtime::from_model(&good).unwrap();
+    let e = rt.try_forward(&[0.0; 10], 1).err().unwrap();
+    assert!(matches!(e, RuntimeError::Input { got: 10, .. }), "{e}");
+    assert!(rt.try_forward(&[], 0).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.twobit");
+    std::fs::write(&path, b"not a model").unwrap();
+    assert!(matches!(Runtime::load(&path), Err(RuntimeError::Format(_))));
+    assert!(Runtime::load(&dir.path().join("missing.twobit")).is_err());
+}
