@@ -1,10 +1,28 @@
 //! Dataset loaders with no ML-framework dependency: MNIST and Fashion-MNIST (IDX, gzip or
 //! plain) and CIFAR-10 (binary version). Images are kept as `u8` CHW; batches are produced as
 //! normalised `f32` NCHW.
+//!
+//! Where data is looked for when no directory is given ([`DatasetKind::default_dir`]):
+//! if the environment variable `TWOBIT_DATA_DIR` is set, `$TWOBIT_DATA_DIR/mnist`,
+//! `$TWOBIT_DATA_DIR/fashion-mnist` and `$TWOBIT_DATA_DIR/cifar-10-batches-bin`; otherwise
+//! `./data/mnist`, `/usr/share/datasets/fashion-mnist` (Debian package
+//! `dataset-fashion-mnist`) and `./data/cifar-10-batches-bin`.
 #![deny(missing_docs)]
 
+mod batch;
+mod cifar;
+mod error;
+mod idx;
+
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use batch::CROP_PADDING;
+pub use error::DataError;
 use twobit_format::Normalize;
+
+/// Environment variable that overrides the root of the default data directories.
+pub const DATA_DIR_ENV: &str = "TWOBIT_DATA_DIR";
 
 /// A supported dataset. Names: `mnist`, `fashion-mnist`, `cifar10`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,35 +55,88 @@ pub struct Splits {
     pub test: Dataset,
 }
 
-/// Why data could not be loaded: each message says where twobit looked and how to get the data.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// Filled in by the data work.
-    #[error("{0}")]
-    Other(String),
-}
-
 impl DatasetKind {
-    /// Parses a CLI name.
+    /// Every supported dataset.
+    pub const ALL: [DatasetKind; 3] = [Self::Mnist, Self::FashionMnist, Self::Cifar10];
+
+    /// Parses a CLI name (`mnist`, `fashion-mnist`, `cifar10`; also `fashion_mnist`,
+    /// `fmnist`, `cifar-10`, case-insensitive).
     pub fn from_name(s: &str) -> Option<Self> {
-        let _ = s;
-        todo!("data work")
+        match s.to_ascii_lowercase().as_str() {
+            "mnist" => Some(Self::Mnist),
+            "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fmnist" => {
+                Some(Self::FashionMnist)
+            }
+            "cifar10" | "cifar-10" | "cifar_10" => Some(Self::Cifar10),
+            _ => None,
+        }
     }
     /// The CLI name.
     pub fn name(self) -> &'static str {
-        todo!("data work")
+        match self {
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+            Self::Cifar10 => "cifar10",
+        }
     }
-    /// Default directory searched when `--data-dir` is not given.
+    /// Default directory searched when `--data-dir` is not given; see the crate docs for
+    /// the `TWOBIT_DATA_DIR` override.
     pub fn default_dir(self) -> PathBuf {
-        todo!("data work")
+        let sub = match self {
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+            Self::Cifar10 => "cifar-10-batches-bin",
+        };
+        match std::env::var_os(DATA_DIR_ENV) {
+            Some(root) if !root.is_empty() => PathBuf::from(root).join(sub),
+            _ => match self {
+                Self::FashionMnist => PathBuf::from("/usr/share/datasets/fashion-mnist"),
+                _ => Path::new("data").join(sub),
+            },
+        }
+    }
+    /// How to get the data, appended to every load error.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Mnist => {
+                "get MNIST: download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, \
+                 t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (from \
+                 https://yann.lecun.com/exdb/mnist/ or a mirror) into DIR and pass \
+                 --data-dir DIR (or put them in ./data/mnist, or set TWOBIT_DATA_DIR=ROOT \
+                 to use ROOT/mnist)"
+            }
+            Self::FashionMnist => {
+                "get Fashion-MNIST: install the Debian package (apt-get install \
+                 dataset-fashion-mnist, into /usr/share/datasets/fashion-mnist), or pass \
+                 --data-dir DIR holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, \
+                 t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (from \
+                 https://github.com/zalandoresearch/fashion-mnist), or set TWOBIT_DATA_DIR=ROOT \
+                 to use ROOT/fashion-mnist"
+            }
+            Self::Cifar10 => {
+                "get CIFAR-10: download the binary version cifar-10-binary.tar.gz from \
+                 https://www.cs.toronto.edu/~kriz/cifar.html, extract it (tar xzf) and pass \
+                 --data-dir .../cifar-10-batches-bin (holding data_batch_1.bin..data_batch_5.bin \
+                 and test_batch.bin), or extract it under ./data, or set TWOBIT_DATA_DIR=ROOT \
+                 to use ROOT/cifar-10-batches-bin"
+            }
+        }
     }
     /// Standard per-channel normalisation for inputs in [0, 1].
     pub fn normalize(self) -> Normalize {
-        todo!("data work")
+        let (mean, std) = match self {
+            Self::Mnist => (vec![0.1307], vec![0.3081]),
+            Self::FashionMnist => (vec![0.2860], vec![0.3530]),
+            Self::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616]),
+        };
+        Normalize { mean, std }
     }
     /// Image shape (channels, height, width).
     pub fn shape(self) -> [usize; 3] {
-        todo!("data work")
+        match self {
+            Self::Mnist | Self::FashionMnist => [1, 28, 28],
+            Self::Cifar10 => [3, 32, 32],
+        }
     }
     /// Number of classes.
     pub fn classes(self) -> usize {
@@ -73,8 +144,35 @@ impl DatasetKind {
     }
     /// Loads both splits from `dir` (or [`DatasetKind::default_dir`]).
     pub fn load(self, dir: Option<&Path>) -> Result<Splits, DataError> {
-        let _ = dir;
-        todo!("data work")
+        let dir = dir.map_or_else(|| self.default_dir(), Path::to_path_buf);
+        // Errors should show the full path, also for the relative defaults.
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        if !dir.is_dir() {
+            return Err(DataError::MissingDir { kind: self, dir });
+        }
+        match self {
+            Self::Mnist | Self::FashionMnist => Ok(Splits {
+                train: idx::load_split(self, &dir, "train")?,
+                test: idx::load_split(self, &dir, "t10k")?,
+            }),
+            Self::Cifar10 => Ok(Splits {
+                train: cifar::load_files(&dir, &cifar::TRAIN_FILES)?,
+                test: cifar::load_files(&dir, &[cifar::TEST_FILE])?,
+            }),
+        }
+    }
+}
+
+impl FromStr for DatasetKind {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self, DataError> {
+        Self::from_name(s).ok_or_else(|| DataError::UnknownDataset(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -90,6 +188,11 @@ impl Dataset {
     /// Writes the images `indices` into `out` as normalised f32 NCHW
     /// (`out.len() == indices.len() * c * h * w`), optionally with CIFAR augmentation
     /// (random crop after 4-pixel zero padding, random horizontal flip) drawn from `rng`.
+    ///
+    /// # Panics
+    /// On a wrong `out` length, an index past the end, or a `norm` without one finite
+    /// mean and positive std per channel: these are caller bugs. Use
+    /// [`Dataset::try_fill_batch`] to get them as errors.
     pub fn fill_batch(
         &self,
         indices: &[usize],
@@ -97,12 +200,29 @@ impl Dataset {
         augment: Option<&mut rand::rngs::StdRng>,
         out: &mut [f32],
     ) {
-        let _ = (indices, norm, augment, out);
-        todo!("data work")
+        if let Err(e) = self.try_fill_batch(indices, norm, augment, out) {
+            panic!("fill_batch: {e}");
+        }
     }
-    /// Keeps the first `n` images (for quick runs and tests).
+    /// Keeps the first `n` images (for quick runs and tests); no-op if `n >= len`.
     pub fn truncate(&mut self, n: usize) {
-        let _ = n;
-        todo!("data work")
+        let n = n.min(self.len());
+        self.images.truncate(n * self.image_len());
+        self.labels.truncate(n);
+    }
+}
+
+/// Rejects labels outside `0..classes`.
+fn check_labels(kind: DatasetKind, path: &Path, labels: &[u8]) -> Result<(), DataError> {
+    let classes = kind.classes();
+    match labels.iter().position(|&l| usize::from(l) >= classes) {
+        Some(index) => Err(DataError::BadLabel {
+            kind,
+            path: path.to_path_buf(),
+            index,
+            label: labels[index],
+            classes,
+        }),
+        None => Ok(()),
     }
 }

@@ -34,4 +34,26 @@ pub enum QuantError {
         /// The accepted names.
         expected: String,
     },
+    /// `fake_quantize`'s output buffer has the wrong length.
+    #[error("output buffer holds {actual} values but the tensor has {expected}")]
+    OutputLength {
+        /// The tensor's element count.
+        expected: usize,
+        /// The buffer's length.
+        actual: usize,
+    },
+    /// `quantize_with_levels` got a level table count that differs from the group count.
+    #[error("{actual} level tables given for {expected} groups")]
+    LevelCount {
+        /// Number of groups.
+        expected: usize,
+        /// Number of level tables given.
+        actual: usize,
+    },
+    /// A level table has non-finite or unsorted values, or unsorted thresholds.
+    #[error("level table {group} is not finite and ascending")]
+    BadLevels {
+        /// Index of the bad group.
+        group: usize,
+    },
 }

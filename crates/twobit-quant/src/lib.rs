@@ -9,12 +9,21 @@
 #![deny(missing_docs)]
 
 mod error;
+mod exact;
+mod fast;
 mod levels;
+mod metrics;
 mod scheme;
+mod schemes;
+mod solve;
 
 pub use error::QuantError;
 pub use levels::Levels;
+pub use metrics::{rel_error, sparsity};
 pub use scheme::{Granularity, Scheme};
+pub use schemes::ttq;
+
+use rayon::prelude::*;
 
 /// A quantized tensor: one unpacked 2-bit code per weight (values 0..=3) and one [`Levels`]
 /// row per group.
@@ -35,8 +44,18 @@ pub struct Quantized {
 /// Fits the scheme's levels to one group of weights. The weights must be finite
 /// (checked by [`quantize`]; here a debug assertion only).
 pub fn fit_group(scheme: Scheme, w: &[f32]) -> Levels {
-    let _ = (scheme, w);
-    todo!("implemented in the quantizer work")
+    debug_assert!(
+        w.iter().all(|x| x.is_finite()),
+        "fit_group needs finite weights"
+    );
+    match scheme {
+        Scheme::Twn => schemes::twn::fit(w),
+        Scheme::Atn => schemes::atn::fit(w),
+        Scheme::Ttq => schemes::ttq::fit(w),
+        Scheme::Tern => schemes::tern::fit(w),
+        Scheme::Quat => schemes::quat::fit(w),
+        Scheme::QuatFree => schemes::quat_free::fit(w),
+    }
 }
 
 /// Quantizes a tensor: fits levels per group and encodes every weight.
@@ -48,8 +67,9 @@ pub fn quantize(
     scheme: Scheme,
     granularity: Granularity,
 ) -> Result<Quantized, QuantError> {
-    let _ = (w, shape, scheme, granularity);
-    todo!("implemented in the quantizer work")
+    let group = validate(w, shape, granularity)?;
+    let levels = fit_all(w, group, scheme);
+    Ok(encode(w, shape, scheme, granularity, group, levels))
 }
 
 /// Writes `levels[code(w)]` for every weight into `out` (QAT's forward weights) and returns
@@ -61,8 +81,23 @@ pub fn fake_quantize(
     granularity: Granularity,
     out: &mut [f32],
 ) -> Result<Vec<Levels>, QuantError> {
-    let _ = (w, shape, scheme, granularity, out);
-    todo!("implemented in the quantizer work")
+    let group = validate(w, shape, granularity)?;
+    if out.len() != w.len() {
+        return Err(QuantError::OutputLength {
+            expected: w.len(),
+            actual: out.len(),
+        });
+    }
+    let levels = fit_all(w, group, scheme);
+    w.par_chunks(group)
+        .zip(out.par_chunks_mut(group))
+        .zip(levels.par_iter())
+        .for_each(|((w, o), l)| {
+            for (o, &x) in o.iter_mut().zip(w) {
+                *o = l.value(l.code(x));
+            }
+        });
+    Ok(levels)
 }
 
 /// Encodes a tensor with levels chosen elsewhere (TTQ's learned scales at export), one row
@@ -74,12 +109,100 @@ pub fn quantize_with_levels(
     granularity: Granularity,
     levels: Vec<Levels>,
 ) -> Result<Quantized, QuantError> {
-    let _ = (w, shape, scheme, granularity, levels);
-    todo!("implemented in the quantizer work")
+    let group = validate(w, shape, granularity)?;
+    let groups = w.len() / group;
+    if levels.len() != groups {
+        return Err(QuantError::LevelCount {
+            expected: groups,
+            actual: levels.len(),
+        });
+    }
+    if let Some(i) = levels.iter().position(|l| !valid_levels(l)) {
+        return Err(QuantError::BadLevels { group: i });
+    }
+    Ok(encode(w, shape, scheme, granularity, group, levels))
 }
 
 /// Expands codes back to floats: `levels[group(i)].values[codes[i]]`.
 pub fn dequantize(q: &Quantized) -> Vec<f32> {
-    let _ = q;
-    todo!("implemented in the quantizer work")
+    let groups = q.levels.len().max(1);
+    let group = q.codes.len().div_ceil(groups).max(1);
+    let mut out = vec![0.0f32; q.codes.len()];
+    out.par_chunks_mut(group)
+        .zip(q.codes.par_chunks(group))
+        .zip(q.levels.par_iter())
+        .for_each(|((o, c), l)| {
+            for (o, &c) in o.iter_mut().zip(c) {
+                *o = l.value(c);
+            }
+        });
+    out
+}
+
+/// Checks data and shape; returns the group length.
+fn validate(w: &[f32], shape: &[usize], granularity: Granularity) -> Result<usize, QuantError> {
+    let expected: usize = shape.iter().product();
+    if shape.is_empty() || expected == 0 {
+        return Err(QuantError::Empty(shape.to_vec()));
+    }
+    if expected != w.len() {
+        return Err(QuantError::ShapeMismatch {
+            shape: shape.to_vec(),
+            expected,
+            actual: w.len(),
+        });
+    }
+    if let Some(index) = w.iter().position(|x| !x.is_finite()) {
+        return Err(QuantError::NonFinite {
+            index,
+            value: w[index],
+        });
+    }
+    Ok(w.len() / granularity.groups(shape))
+}
+
+/// Levels must be finite (thresholds may be +inf) and ascending to encode by counting.
+fn valid_levels(l: &Levels) -> bool {
+    l.values.iter().all(|v| v.is_finite())
+        && l.thresholds.iter().all(|t| !t.is_nan())
+        && l.values.windows(2).all(|p| p[0] <= p[1])
+        && l.thresholds.windows(2).all(|p| p[0] <= p[1])
+}
+
+/// Fits every group (in parallel for per-channel).
+fn fit_all(w: &[f32], group: usize, scheme: Scheme) -> Vec<Levels> {
+    w.par_chunks(group).map(|g| fit_group(scheme, g)).collect()
+}
+
+/// Encodes every weight with its group's levels.
+fn encode(
+    w: &[f32],
+    shape: &[usize],
+    scheme: Scheme,
+    granularity: Granularity,
+    group: usize,
+    levels: Vec<Levels>,
+) -> Quantized {
+    let mut codes = vec![0u8; w.len()];
+    codes
+        .par_chunks_mut(group)
+        .zip(w.par_chunks(group))
+        .zip(levels.par_iter())
+        .for_each(|((c, w), l)| encode_group(w, l, c));
+    Quantized {
+        scheme,
+        granularity,
+        shape: shape.to_vec(),
+        codes,
+        levels,
+    }
+}
+
+/// `codes[i] = l.code(w[i])`, written branch-free so it vectorises.
+#[inline]
+fn encode_group(w: &[f32], l: &Levels, codes: &mut [u8]) {
+    let [t0, t1, t2] = l.thresholds;
+    for (c, &x) in codes.iter_mut().zip(w) {
+        *c = (x > t0) as u8 + (x > t1) as u8 + (x > t2) as u8;
+    }
 }

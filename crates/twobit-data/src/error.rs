@@ -1,0 +1,212 @@
+//! Load and batch errors. File errors name the full path and end with how to get the data,
+//! so the CLI can print them as a single actionable line.
+use std::path::PathBuf;
+
+use crate::DatasetKind;
+
+/// Why data could not be loaded: each message says where twobit looked and how to get the data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The dataset name is not one of `mnist`, `fashion-mnist`, `cifar10`.
+    #[error("unknown dataset `{0}`: expected one of mnist, fashion-mnist, cifar10")]
+    UnknownDataset(String),
+
+    /// The data directory does not exist (or is not a directory).
+    #[error("{} data directory {} not found; {}", .kind.name(), .dir.display(), .kind.hint())]
+    MissingDir {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// Directory that was searched.
+        dir: PathBuf,
+    },
+
+    /// A required file is absent from the data directory.
+    #[error("{} file not found: looked for {looked_for}; {}", .kind.name(), .kind.hint())]
+    MissingFile {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// Every path that was tried, joined for display.
+        looked_for: String,
+    },
+
+    /// The file exists but could not be read.
+    #[error("cannot read {} file {}: {source}; {}", .kind.name(), .path.display(), .kind.hint())]
+    Io {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+
+    /// The gzip stream is corrupt (bad header or checksum, invalid deflate data).
+    #[error("{} file {} is not valid gzip: {source}; {}", .kind.name(), .path.display(), .kind.hint())]
+    Corrupt {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+        /// Decoder error.
+        source: std::io::Error,
+    },
+
+    /// The IDX magic number is not the expected one (wrong file or not IDX).
+    #[error(
+        "{} file {} has magic number {found:#010x}, expected {expected:#010x}; {}",
+        .kind.name(), .path.display(), .kind.hint()
+    )]
+    BadMagic {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+        /// Magic number in the file.
+        found: u32,
+        /// Magic number required.
+        expected: u32,
+    },
+
+    /// The images do not have the dataset's height and width.
+    #[error(
+        "{} file {} holds {rows}x{cols} images, expected {expected_rows}x{expected_cols}; {}",
+        .kind.name(), .path.display(), .kind.hint()
+    )]
+    BadDims {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+        /// Rows in the header.
+        rows: u32,
+        /// Columns in the header.
+        cols: u32,
+        /// Rows required.
+        expected_rows: u32,
+        /// Columns required.
+        expected_cols: u32,
+    },
+
+    /// The file is shorter than its header (or record size) requires.
+    #[error(
+        "{} file {} is truncated: {found} bytes, expected {expected}; {}",
+        .kind.name(), .path.display(), .kind.hint()
+    )]
+    Truncated {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+        /// Bytes required (decompressed).
+        expected: u64,
+        /// Bytes present (decompressed).
+        found: u64,
+    },
+
+    /// The file is longer than its header says: probably not the file it claims to be.
+    #[error(
+        "{} file {} has trailing data: {found} bytes, expected {expected}; {}",
+        .kind.name(), .path.display(), .kind.hint()
+    )]
+    TrailingData {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+        /// Bytes required (decompressed).
+        expected: u64,
+        /// Bytes present (decompressed).
+        found: u64,
+    },
+
+    /// The file holds no images or labels.
+    #[error("{} file {} holds no records; {}", .kind.name(), .path.display(), .kind.hint())]
+    Empty {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+    },
+
+    /// The images and labels files disagree on the number of items.
+    #[error(
+        "{} image file {} holds {n_images} images but label file {} holds {n_labels} labels; {}",
+        .kind.name(), .images.display(), .labels.display(), .kind.hint()
+    )]
+    CountMismatch {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// Images file.
+        images: PathBuf,
+        /// Number of images.
+        n_images: u64,
+        /// Labels file.
+        labels: PathBuf,
+        /// Number of labels.
+        n_labels: u64,
+    },
+
+    /// A label is outside `0..classes`.
+    #[error(
+        "{} file {} has label {label} at item {index}, expected 0..{classes}; {}",
+        .kind.name(), .path.display(), .kind.hint()
+    )]
+    BadLabel {
+        /// Dataset being loaded.
+        kind: DatasetKind,
+        /// File being read.
+        path: PathBuf,
+        /// Item index within the file.
+        index: usize,
+        /// The offending label.
+        label: u8,
+        /// Number of classes.
+        classes: usize,
+    },
+
+    /// `fill_batch`: the output buffer does not hold `indices.len()` images.
+    #[error(
+        "batch buffer holds {found} floats, expected {expected} ({images} images of {per_image})"
+    )]
+    BatchSize {
+        /// Floats required.
+        expected: usize,
+        /// Floats in the buffer.
+        found: usize,
+        /// Images requested.
+        images: usize,
+        /// Floats per image.
+        per_image: usize,
+    },
+
+    /// `fill_batch`: an index is past the end of the dataset.
+    #[error("image index {index} out of range for a dataset of {len} images")]
+    IndexOutOfRange {
+        /// The offending index.
+        index: usize,
+        /// Dataset length.
+        len: usize,
+    },
+
+    /// `fill_batch`: the normalisation does not have one mean and one std per channel.
+    #[error("normalisation has {means} means and {stds} stds, expected {channels} of each")]
+    NormalizeChannels {
+        /// Image channels.
+        channels: usize,
+        /// Means given.
+        means: usize,
+        /// Stds given.
+        stds: usize,
+    },
+
+    /// `fill_batch`: a mean is not finite or a std is not finite and positive.
+    #[error("normalisation channel {channel} has mean {mean} and std {std}: need finite mean, finite std > 0")]
+    BadNormalize {
+        /// Channel index.
+        channel: usize,
+        /// Its mean.
+        mean: f32,
+        /// Its std.
+        std: f32,
+    },
+}

@@ -1,0 +1,222 @@
+//! [`FormatError`]: one variant per way a file can be wrong.
+
+/// Why a file could not be read or written. One variant per failure.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// I/O failure, with the path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file ends before its 8-byte header length, or before the end of the header.
+    #[error("truncated file: needs at least {needed} bytes, has {len}")]
+    Truncated {
+        /// Bytes the header says the file must have.
+        needed: u64,
+        /// Actual length.
+        len: u64,
+    },
+    /// The header length field exceeds [`crate::MAX_HEADER_BYTES`].
+    #[error("header length {len} exceeds the limit of {max} bytes")]
+    HeaderTooLarge {
+        /// Declared header length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The bytes are not a valid safetensors container (bad UTF-8, offsets, sizes, ...).
+    #[error("not a valid safetensors file: {0}")]
+    NotSafetensors(String),
+    /// The header or the manifest is not the JSON this format expects.
+    #[error("bad JSON in {what}: {detail}")]
+    BadJson {
+        /// "header" or "manifest".
+        what: &'static str,
+        /// The parser's message.
+        detail: String,
+    },
+    /// A required `__metadata__` key is absent (the file is plain safetensors, not twobit).
+    #[error("missing metadata key '{0}' (not a .twobit file?)")]
+    MissingMetadata(&'static str),
+    /// `twobit.format` is not "twobit".
+    #[error("metadata 'twobit.format' is '{0}', expected 'twobit'")]
+    WrongMagic(String),
+    /// `twobit.version` is not a version this reader understands.
+    #[error("unsupported format version '{found}' (this reader supports {supported})")]
+    UnsupportedVersion {
+        /// The version in the file.
+        found: String,
+        /// The version this code reads.
+        supported: u32,
+    },
+    /// A scheme name not in [`twobit_quant::Scheme::ALL`].
+    #[error("tensor '{tensor}': unknown scheme '{scheme}'")]
+    UnknownScheme {
+        /// Tensor name.
+        tensor: String,
+        /// The bad name.
+        scheme: String,
+    },
+    /// A granularity other than "tensor" or "channel".
+    #[error("tensor '{tensor}': unknown granularity '{granularity}'")]
+    UnknownGranularity {
+        /// Tensor name.
+        tensor: String,
+        /// The bad name.
+        granularity: String,
+    },
+    /// A dtype this format cannot hold (floats are F16, BF16, F32, F64).
+    #[error("tensor '{tensor}': unsupported dtype '{dtype}'")]
+    UnsupportedDtype {
+        /// Tensor name.
+        tensor: String,
+        /// The dtype as written.
+        dtype: String,
+    },
+    /// More dimensions than [`crate::MAX_DIMS`], or none where one is needed.
+    #[error("tensor '{tensor}': {dims} dimensions (allowed 1..={max})")]
+    BadRank {
+        /// Tensor name.
+        tensor: String,
+        /// Number of dimensions.
+        dims: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The product of the shape overflows `usize` or exceeds [`crate::MAX_ELEMENTS`].
+    #[error("tensor '{tensor}': shape {shape:?} is too large (limit {max} elements)")]
+    ShapeOverflow {
+        /// Tensor name.
+        tensor: String,
+        /// The shape.
+        shape: Vec<usize>,
+        /// The limit.
+        max: u64,
+    },
+    /// More tensors than [`crate::MAX_TENSORS`].
+    #[error("{count} tensors exceed the limit of {max}")]
+    TooManyTensors {
+        /// Number of tensors.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The packed codes do not hold exactly `ceil(n/4)` bytes.
+    #[error("tensor '{tensor}': {actual} code bytes, expected ceil({n}/4) = {expected}")]
+    CodesLengthMismatch {
+        /// Tensor name.
+        tensor: String,
+        /// Number of weights.
+        n: usize,
+        /// `ceil(n/4)`.
+        expected: usize,
+        /// Actual byte count.
+        actual: usize,
+    },
+    /// Bits past the last weight in the final code byte are not zero.
+    #[error("tensor '{tensor}': padding bits of the last code byte are not zero")]
+    CodesPadding {
+        /// Tensor name.
+        tensor: String,
+    },
+    /// A level or threshold table has the wrong shape (expected `[groups, 4]` / `[groups, 3]`).
+    #[error("tensor '{tensor}': {table} table has shape {actual:?}, expected {expected:?}")]
+    LevelTableShape {
+        /// Tensor name.
+        tensor: String,
+        /// "levels" or "thresholds".
+        table: &'static str,
+        /// Expected shape.
+        expected: Vec<usize>,
+        /// Shape found.
+        actual: Vec<usize>,
+    },
+    /// A level is NaN/infinite, or a threshold is NaN.
+    #[error("tensor '{tensor}', group {group}: non-finite {table}")]
+    NonFiniteLevels {
+        /// Tensor name.
+        tensor: String,
+        /// Group index.
+        group: usize,
+        /// "levels" or "thresholds".
+        table: &'static str,
+    },
+    /// Levels or thresholds of a group are not in ascending order.
+    #[error("tensor '{tensor}', group {group}: {table} are not ascending")]
+    NonAscendingLevels {
+        /// Tensor name.
+        tensor: String,
+        /// Group index.
+        group: usize,
+        /// "levels" or "thresholds".
+        table: &'static str,
+    },
+    /// The manifest names a tensor the container lacks (e.g. `NAME.codes`).
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    /// The container holds a tensor the manifest does not account for.
+    #[error("tensor '{0}' is in the file but not in the manifest")]
+    UnexpectedTensor(String),
+    /// Two model tensors map onto the same stored name (e.g. `w` packed and `w.codes` float).
+    #[error("stored tensor name '{0}' is used twice")]
+    NameCollision(String),
+    /// A stored tensor's dtype differs from what the manifest implies.
+    #[error("tensor '{tensor}': dtype {actual}, expected {expected}")]
+    DtypeMismatch {
+        /// Stored tensor name.
+        tensor: String,
+        /// Expected dtype.
+        expected: String,
+        /// Dtype found.
+        actual: String,
+    },
+    /// A stored tensor's shape differs from the manifest's.
+    #[error("tensor '{tensor}': shape {actual:?}, manifest says {expected:?}")]
+    ShapeMismatch {
+        /// Tensor name.
+        tensor: String,
+        /// Manifest shape.
+        expected: Vec<usize>,
+        /// Stored shape.
+        actual: Vec<usize>,
+    },
+    /// A float tensor's byte count does not match its shape and dtype.
+    #[error("tensor '{tensor}': {actual} data bytes, expected {expected}")]
+    DataLength {
+        /// Tensor name.
+        tensor: String,
+        /// Bytes implied by shape and dtype.
+        expected: usize,
+        /// Bytes present.
+        actual: usize,
+    },
+    /// The architecture names a tensor the model does not have.
+    #[error("arch layer {layer} references missing tensor '{tensor}'")]
+    ArchMissingTensor {
+        /// Layer path, e.g. "3" or "5.body.0".
+        layer: String,
+        /// The tensor name.
+        tensor: String,
+    },
+    /// The architecture names a tensor whose shape cannot fit the layer.
+    #[error("arch layer {layer}: tensor '{tensor}' has shape {shape:?}, {why}")]
+    ArchBadShape {
+        /// Layer path.
+        layer: String,
+        /// Tensor name.
+        tensor: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// What was expected.
+        why: &'static str,
+    },
+    /// An architecture parameter is out of range (zero stride, normalisation length, ...).
+    #[error("invalid arch: {0}")]
+    ArchInvalid(String),
+    /// The safetensors encoder refused the tensors.
+    #[error("cannot encode safetensors: {0}")]
+    Encode(String),
+}

@@ -1,0 +1,35 @@
+//! The JSON manifest stored under the `twobit.manifest` metadata key.
+use crate::Arch;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `{"tensors": {NAME: Entry}, "arch": Arch | null}`.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub tensors: BTreeMap<String, Entry>,
+    pub arch: Option<Arch>,
+}
+
+/// What a model tensor is and where its stored parts are.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Entry {
+    /// `NAME.codes`, `NAME.levels`, `NAME.thresholds`.
+    Packed(PackedEntry),
+    /// Stored under NAME as it came.
+    Float { dtype: String, shape: Vec<usize> },
+}
+
+/// The manifest entry of a packed tensor.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PackedEntry {
+    pub scheme: String,
+    pub granularity: String,
+    pub shape: Vec<usize>,
+    /// Float dtype the weights were quantized from.
+    pub origin_dtype: String,
+    /// Rows of the level tables (1, or shape[0] per channel).
+    pub groups: usize,
+    /// Number of distinct codes the scheme emits (3 or 4); informational.
+    pub codes_used: usize,
+}

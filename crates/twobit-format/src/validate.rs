@@ -1,0 +1,274 @@
+//! Invariants shared by the reader and the writer.
+use crate::{
+    Arch, FloatTensor, FormatError, Layer, Model, PackedTensor, Tensor, MAX_DIMS, MAX_ELEMENTS,
+};
+use twobit_quant::Levels;
+
+/// Checked element count of a shape, within [`MAX_DIMS`] and [`MAX_ELEMENTS`].
+pub(crate) fn numel(tensor: &str, shape: &[usize], min_dims: usize) -> Result<usize, FormatError> {
+    if shape.len() < min_dims || shape.len() > MAX_DIMS {
+        return Err(FormatError::BadRank {
+            tensor: tensor.to_string(),
+            dims: shape.len(),
+            max: MAX_DIMS,
+        });
+    }
+    let overflow = || FormatError::ShapeOverflow {
+        tensor: tensor.to_string(),
+        shape: shape.to_vec(),
+        max: MAX_ELEMENTS,
+    };
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(overflow)?;
+    if n as u64 > MAX_ELEMENTS {
+        return Err(overflow());
+    }
+    Ok(n)
+}
+
+/// Codes length, padding bits, level-table rows and ordering.
+pub(crate) fn packed(name: &str, p: &PackedTensor) -> Result<(), FormatError> {
+    let n = numel(name, &p.shape, 1)?;
+    let expected = crate::pack::packed_len(n);
+    if p.codes.len() != expected {
+        return Err(FormatError::CodesLengthMismatch {
+            tensor: name.to_string(),
+            n,
+            expected,
+            actual: p.codes.len(),
+        });
+    }
+    // Zero padding keeps the encoding canonical: one model, one byte string.
+    if n % 4 != 0 {
+        let last = p.codes[expected - 1];
+        if last >> (2 * (n % 4)) != 0 {
+            return Err(FormatError::CodesPadding {
+                tensor: name.to_string(),
+            });
+        }
+    }
+    let groups = p.groups();
+    if p.levels.len() != groups {
+        return Err(FormatError::LevelTableShape {
+            tensor: name.to_string(),
+            table: "levels",
+            expected: vec![groups, 4],
+            actual: vec![p.levels.len(), 4],
+        });
+    }
+    for (g, l) in p.levels.iter().enumerate() {
+        levels(name, g, l)?;
+    }
+    Ok(())
+}
+
+/// Levels finite and ascending; thresholds not NaN and ascending (±inf allowed: ternary
+/// schemes put +inf in the last threshold).
+pub(crate) fn levels(name: &str, group: usize, l: &Levels) -> Result<(), FormatError> {
+    let err_finite = |table| FormatError::NonFiniteLevels {
+        tensor: name.to_string(),
+        group,
+        table,
+    };
+    let err_order = |table| FormatError::NonAscendingLevels {
+        tensor: name.to_string(),
+        group,
+        table,
+    };
+    if l.values.iter().any(|v| !v.is_finite()) {
+        return Err(err_finite("levels"));
+    }
+    if l.thresholds.iter().any(|v| v.is_nan()) {
+        return Err(err_finite("thresholds"));
+    }
+    if l.values.windows(2).any(|w| w[0] > w[1]) {
+        return Err(err_order("levels"));
+    }
+    if l.thresholds.windows(2).any(|w| w[0] > w[1]) {
+        return Err(err_order("thresholds"));
+    }
+    Ok(())
+}
+
+/// Data length matches shape and dtype.
+pub(crate) fn float(name: &str, f: &FloatTensor) -> Result<(), FormatError> {
+    let n = numel(name, &f.shape, 0)?;
+    let expected = n
+        .checked_mul(f.dtype.size())
+        .ok_or_else(|| FormatError::ShapeOverflow {
+            tensor: name.to_string(),
+            shape: f.shape.clone(),
+            max: MAX_ELEMENTS,
+        })?;
+    if f.data.len() != expected {
+        return Err(FormatError::DataLength {
+            tensor: name.to_string(),
+            expected,
+            actual: f.data.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Everything: tensors, then the architecture against them.
+pub(crate) fn model(m: &Model) -> Result<(), FormatError> {
+    for (name, t) in &m.tensors {
+        match t {
+            Tensor::Packed(p) => packed(name, p)?,
+            Tensor::Float(f) => float(name, f)?,
+        }
+    }
+    if let Some(arch) = &m.arch {
+        self::arch(arch, m)?;
+    }
+    Ok(())
+}
+
+/// Every tensor an [`Arch`] layer names exists with a shape that fits the layer.
+pub(crate) fn arch(a: &Arch, m: &Model) -> Result<(), FormatError> {
+    let inv = |s: String| Err(FormatError::ArchInvalid(s));
+    if a.input.contains(&0) {
+        return inv(format!("input shape {:?} has a zero dimension", a.input));
+    }
+    if a.classes == 0 {
+        return inv("zero classes".into());
+    }
+    let c = a.input[0];
+    if a.normalize.mean.len() != c || a.normalize.std.len() != c {
+        return inv(format!(
+            "normalize has {} means and {} stds for {c} input channels",
+            a.normalize.mean.len(),
+            a.normalize.std.len()
+        ));
+    }
+    if a.normalize.mean.iter().any(|v| !v.is_finite())
+        || a.normalize.std.iter().any(|v| !v.is_finite() || *v == 0.0)
+    {
+        return inv("normalize mean/std must be finite, std non-zero".into());
+    }
+    layers(&a.layers, "", m)
+}
+
+fn layers(ls: &[Layer], prefix: &str, m: &Model) -> Result<(), FormatError> {
+    for (i, l) in ls.iter().enumerate() {
+        let path = format!("{prefix}{i}");
+        layer(l, &path, m)?;
+    }
+    Ok(())
+}
+
+fn shape<'m>(m: &'m Model, layer: &str, name: &str) -> Result<&'m [usize], FormatError> {
+    m.tensors
+        .get(name)
+        .map(Tensor::shape)
+        .ok_or_else(|| FormatError::ArchMissingTensor {
+            layer: layer.to_string(),
+            tensor: name.to_string(),
+        })
+}
+
+fn bad(layer: &str, tensor: &str, shape: &[usize], why: &'static str) -> FormatError {
+    FormatError::ArchBadShape {
+        layer: layer.to_string(),
+        tensor: tensor.to_string(),
+        shape: shape.to_vec(),
+        why,
+    }
+}
+
+/// A weight of `rank` dimensions, none zero, and an optional bias `[out]`.
+fn weight_bias(
+    m: &Model,
+    path: &str,
+    weight: &str,
+    bias: Option<&String>,
+    rank: usize,
+    why: &'static str,
+) -> Result<(), FormatError> {
+    let w = shape(m, path, weight)?;
+    if w.len() != rank || w.contains(&0) {
+        return Err(bad(path, weight, w, why));
+    }
+    if let Some(b) = bias {
+        let bs = shape(m, path, b)?;
+        if bs != [w[0]] {
+            return Err(bad(path, b, bs, "expected a bias of [out_channels]"));
+        }
+    }
+    Ok(())
+}
+
+fn layer(l: &Layer, path: &str, m: &Model) -> Result<(), FormatError> {
+    let positive = |what: &str, v: usize| {
+        if v == 0 {
+            Err(FormatError::ArchInvalid(format!(
+                "layer {path}: {what} must be positive"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match l {
+        Layer::Conv2d {
+            weight,
+            bias,
+            stride,
+            ..
+        } => {
+            positive("stride", *stride)?;
+            weight_bias(
+                m,
+                path,
+                weight,
+                bias.as_ref(),
+                4,
+                "expected [out, in, kh, kw]",
+            )
+        }
+        Layer::Linear { weight, bias } => {
+            weight_bias(m, path, weight, bias.as_ref(), 2, "expected [out, in]")
+        }
+        Layer::BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+        } => {
+            if !eps.is_finite() || *eps < 0.0 {
+                return Err(FormatError::ArchInvalid(format!(
+                    "layer {path}: eps {eps} must be finite and non-negative"
+                )));
+            }
+            let w = shape(m, path, weight)?;
+            if w.len() != 1 {
+                return Err(bad(path, weight, w, "expected [channels]"));
+            }
+            for t in [bias, running_mean, running_var] {
+                let s = shape(m, path, t)?;
+                if s != w {
+                    return Err(bad(path, t, s, "expected the same [channels] as weight"));
+                }
+            }
+            Ok(())
+        }
+        Layer::MaxPool2d { kernel, stride } => {
+            positive("kernel", *kernel)?;
+            positive("stride", *stride)
+        }
+        Layer::PadSubsample {
+            stride,
+            out_channels,
+        } => {
+            positive("stride", *stride)?;
+            positive("out_channels", *out_channels)
+        }
+        Layer::Residual { body, shortcut } => {
+            layers(body, &format!("{path}.body."), m)?;
+            layers(shortcut, &format!("{path}.shortcut."), m)
+        }
+        Layer::Relu | Layer::GlobalAvgPool | Layer::Flatten => Ok(()),
+    }
+}
