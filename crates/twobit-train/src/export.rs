@@ -40,7 +40,10 @@ pub fn to_file_model<M: QatModel>(
     for (name, bn) in model.batch_norms() {
         tensors.insert(format!("{name}.weight"), float(bn.gamma.val()));
         tensors.insert(format!("{name}.bias"), float(bn.beta.val()));
-        tensors.insert(format!("{name}.running_mean"), float(bn.running_mean.value()));
+        tensors.insert(
+            format!("{name}.running_mean"),
+            float(bn.running_mean.value()),
+        );
         tensors.insert(format!("{name}.running_var"), float(bn.running_var.value()));
     }
     Model {

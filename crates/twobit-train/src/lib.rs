@@ -21,7 +21,9 @@ pub mod trainer;
 
 pub use config::{ModelKind, OptimizerKind, ScheduleKind, TrainConfig, WeightScheme};
 pub use error::TrainError;
-pub use trainer::{train, EpochLog, NoProgress, Progress, RunOptions, TrainData, TrainOutcome, Trained, Trainer};
+pub use trainer::{
+    train, EpochLog, NoProgress, Progress, RunOptions, TrainData, TrainOutcome, Trained, Trainer,
+};
 
 use burn::tensor::Device;
 

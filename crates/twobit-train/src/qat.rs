@@ -94,8 +94,7 @@ impl QatPlan {
     ) -> Self {
         let quantized = (0..num_layers)
             .map(|i| {
-                scheme != WeightScheme::Fp
-                    && (quantize_all || (i != 0 && i + 1 != num_layers))
+                scheme != WeightScheme::Fp && (quantize_all || (i != 0 && i + 1 != num_layers))
             })
             .collect();
         QatPlan {
@@ -150,14 +149,8 @@ impl QatPlan {
                 neg.push((-lv.values[0]).max(1e-3));
             }
             let scales = TtqScales {
-                pos: Param::from_tensor(Tensor::from_data(
-                    TensorData::new(pos, [groups]),
-                    device,
-                )),
-                neg: Param::from_tensor(Tensor::from_data(
-                    TensorData::new(neg, [groups]),
-                    device,
-                )),
+                pos: Param::from_tensor(Tensor::from_data(TensorData::new(pos, [groups]), device)),
+                neg: Param::from_tensor(Tensor::from_data(TensorData::new(neg, [groups]), device)),
             };
             match layer {
                 WeightLayerMut::Linear(l) => l.ttq = Some(scales),
@@ -258,9 +251,11 @@ impl QatPlan {
 }
 
 fn ttq_of<'a>(layer: &'a WeightLayer<'_>, name: &str) -> Result<&'a TtqScales, TrainError> {
-    layer.ttq().ok_or_else(|| TrainError::InvalidConfig(format!(
-        "layer {name} is quantized with ttq but has no learned scales"
-    )))
+    layer.ttq().ok_or_else(|| {
+        TrainError::InvalidConfig(format!(
+            "layer {name} is quantized with ttq but has no learned scales"
+        ))
+    })
 }
 
 fn quant_err(name: &str) -> impl FnOnce(twobit_quant::QuantError) -> TrainError + '_ {
@@ -286,11 +281,6 @@ pub fn ste_forward<const D: usize>(
     Ok(wq + (w.clone() - w.detach()))
 }
 
-/// TTQ's threshold of one group: `0.05 * max|w|` (0.05 on the max-normalised weights).
-pub fn ttq_threshold(w: &[f32]) -> f32 {
-    0.05 * w.iter().fold(0f32, |m, x| m.max(x.abs()))
-}
-
 /// The TTQ level rows for the current weights and learned scales.
 pub fn ttq_levels(
     values: &[f32],
@@ -305,13 +295,7 @@ pub fn ttq_levels(
     values
         .chunks(per.max(1))
         .enumerate()
-        .map(|(g, w)| {
-            let t = ttq_threshold(w);
-            Levels {
-                values: [-neg[g], 0.0, pos[g], pos[g]],
-                thresholds: [-t, t, f32::INFINITY],
-            }
-        })
+        .map(|(g, w)| twobit_quant::ttq::levels(w, pos[g], neg[g]))
         .collect()
 }
 

@@ -23,10 +23,7 @@ pub fn learning_rate(
         }
         ScheduleKind::Step => {
             let milestones = [epochs / 2, epochs * 3 / 4];
-            let passed = milestones
-                .iter()
-                .filter(|&&m| m > 0 && epoch >= m)
-                .count();
+            let passed = milestones.iter().filter(|&&m| m > 0 && epoch >= m).count();
             base * 0.1f64.powi(passed as i32)
         }
     }

@@ -309,12 +309,12 @@ impl<'a> Trainer<'a> {
                 (valid, eval, acc)
             }
         };
-        let images: f64 = logs
-            .iter()
-            .map(|l| l.images_per_second * l.seconds)
-            .sum();
+        let images: f64 = logs.iter().map(|l| l.images_per_second * l.seconds).sum();
         let mut provenance = opts.provenance.clone();
-        provenance.insert("producer".into(), format!("twobit-train {}", env!("CARGO_PKG_VERSION")));
+        provenance.insert(
+            "producer".into(),
+            format!("twobit-train {}", env!("CARGO_PKG_VERSION")),
+        );
         provenance.insert("model".into(), cfg.model.name().into());
         provenance.insert("dataset".into(), self.data.kind.name().into());
         provenance.insert("scheme".into(), cfg.scheme.name().into());
@@ -327,13 +327,7 @@ impl<'a> Trainer<'a> {
         provenance.insert("schedule".into(), cfg.schedule.name().into());
         provenance.insert("seed".into(), cfg.seed.to_string());
         provenance.insert("test_accuracy".into(), format!("{test_accuracy:.6}"));
-        let file = to_file_model(
-            &valid,
-            &eval,
-            self.data.kind.classes(),
-            norm,
-            provenance,
-        );
+        let file = to_file_model(&valid, &eval, self.data.kind.classes(), norm, provenance);
         Ok(Trained {
             model: valid,
             eval,

@@ -9,5 +9,8 @@ pub mod train;
 
 /// `outer: inner: root`, on one line.
 pub fn error_chain(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }

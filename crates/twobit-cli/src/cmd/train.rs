@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use twobit_data::DatasetKind;
 use twobit_train::{
-    EpochLog, ModelKind, OptimizerKind, Progress, RunOptions, ScheduleKind, TrainConfig,
-    TrainData, WeightScheme,
+    EpochLog, ModelKind, OptimizerKind, Progress, RunOptions, ScheduleKind, TrainConfig, TrainData,
+    WeightScheme,
 };
 
 /// Arguments.
@@ -85,11 +85,9 @@ impl Progress for Bar {
     fn epoch_start(&mut self, epoch: usize, batches: usize) {
         let bar = ProgressBar::new(batches as u64);
         bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(format!("{epoch}/{}", self.epochs));
         self.bar = Some(bar);
