@@ -145,7 +145,7 @@ impl QatPlan {
                 let lv = twobit_quant::fit_group(Scheme::Ttq, g);
                 // A group with no weight beyond the threshold gets a zero LS scale; keep a
                 // small positive one so the scale can still learn.
-                pos.push(lv.values[2].max(1e-3));
+                pos.push(lv.values[2].max(1e-3));  // see docs/ttq.md
                 neg.push((-lv.values[0]).max(1e-3));
             }
             let scales = TtqScales {
@@ -155,6 +155,38 @@ impl QatPlan {
             match layer {
                 WeightLayerMut::Linear(l) => l.ttq = Some(scales),
                 WeightLayerMut::Conv(c) => c.ttq = Some(scales),
+            }
+        }
+    }
+
+    /// Keeps TTQ's scales positive after an optimizer step (a projection: a scale that a
+    /// step drove below [`TTQ_MIN_SCALE`] is set to it), so the level table stays ordered
+    /// `-W_n < 0 < W_p` as the file format requires.
+    pub fn project_ttq<M: QatModel>(&self, model: &mut M) {
+        if self.scheme != WeightScheme::Quant(Scheme::Ttq) {
+            return;
+        }
+        let clamp = |p: Param<Tensor<1>>| {
+            p.map(|t| {
+                let tracked = t.is_require_grad();
+                let t = Tensor::from_inner(t.inner().clamp_min(TTQ_MIN_SCALE));
+                if tracked {
+                    t.require_grad()
+                } else {
+                    t
+                }
+            })
+        };
+        for layer in model.weight_layers_mut() {
+            let ttq = match layer {
+                WeightLayerMut::Linear(l) => &mut l.ttq,
+                WeightLayerMut::Conv(c) => &mut c.ttq,
+            };
+            if let Some(sc) = ttq.take() {
+                *ttq = Some(TtqScales {
+                    pos: clamp(sc.pos),
+                    neg: clamp(sc.neg),
+                });
             }
         }
     }
@@ -249,6 +281,9 @@ impl QatPlan {
         Ok(out)
     }
 }
+
+/// Smallest TTQ scale kept after a step (see [`QatPlan::project_ttq`]).
+pub const TTQ_MIN_SCALE: f32 = 1e-4;
 
 fn ttq_of<'a>(layer: &'a WeightLayer<'_>, name: &str) -> Result<&'a TtqScales, TrainError> {
     layer.ttq().ok_or_else(|| {

@@ -65,6 +65,9 @@ pub struct RunOptions {
     pub log: Option<PathBuf>,
     /// Provenance entries added to the file (command line, ...).
     pub provenance: BTreeMap<String, String>,
+    /// Stop after this many epochs in this invocation (the checkpoint lets a later
+    /// `resume` continue); `None` runs to the configured number of epochs.
+    pub stop_after: Option<usize>,
 }
 
 /// The result of a run.
@@ -224,12 +227,18 @@ impl<'a> Trainer<'a> {
         let mut batcher = Batcher::new(norm.clone());
         let mut last_eval: Option<(M, EvalWeights, f64)> = None;
 
-        for epoch in start_epoch..cfg.epochs {
+        let end_epoch = opts
+            .stop_after
+            .map_or(cfg.epochs, |n| (start_epoch + n).min(cfg.epochs));
+        for epoch in start_epoch..end_epoch {
             progress.epoch_start(epoch + 1, batches);
             let order = epoch_order(cfg.seed, epoch, n_train);
             let mut aug_rng = epoch_rng(cfg.seed, epoch, 2);
             let started = Instant::now();
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            // Time per phase (TWOBIT_PROFILE=1), to find where an epoch goes.
+            let profile = std::env::var_os("TWOBIT_PROFILE").is_some();
+            let mut prof = [0f64; 5];
             let mut first_lr = 0.0;
             for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
                 let lr = learning_rate(
@@ -243,12 +252,16 @@ impl<'a> Trainer<'a> {
                 if step == 0 {
                     first_lr = lr;
                 }
+                let t0 = Instant::now();
                 let (x, y, labels) =
                     batcher.batch(train, idx, augment.then_some(&mut aug_rng), &self.device);
+                let t1 = Instant::now();
                 let fw = plan.train_weights(&model)?;
+                let t2 = Instant::now();
                 let logits = model.forward(x, &fw);
                 let loss = cross_entropy(logits.clone(), y);
                 let loss_value: f32 = loss.clone().into_scalar();
+                let t3 = Instant::now();
                 if !loss_value.is_finite() {
                     return Err(TrainError::Diverged {
                         epoch: epoch + 1,
@@ -260,7 +273,18 @@ impl<'a> Trainer<'a> {
                 seen += idx.len();
                 loss_sum += loss_value as f64 * idx.len() as f64;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let t4 = Instant::now();
                 model = optim.step(lr, model, grads);
+                plan.project_ttq(&mut model);
+                let t5 = Instant::now();
+                if profile {
+                    for (acc, (a, b)) in prof
+                        .iter_mut()
+                        .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)])
+                    {
+                        *acc += (b - a).as_secs_f64();
+                    }
+                }
                 let secs = started.elapsed().as_secs_f64();
                 progress.step(
                     step + 1,
@@ -271,6 +295,17 @@ impl<'a> Trainer<'a> {
             }
             let seconds = started.elapsed().as_secs_f64();
             train_seconds += seconds;
+            if profile {
+                eprintln!(
+                    "profile epoch {}: data {:.2}s quantize {:.2}s forward {:.2}s backward {:.2}s step {:.2}s",
+                    epoch + 1,
+                    prof[0],
+                    prof[1],
+                    prof[2],
+                    prof[3],
+                    prof[4]
+                );
+            }
 
             let valid = model.valid();
             let eval = plan.eval_weights(&valid)?;
@@ -333,7 +368,7 @@ impl<'a> Trainer<'a> {
             eval,
             outcome: TrainOutcome {
                 test_accuracy,
-                epochs: cfg.epochs,
+                epochs: logs.len(),
                 train_seconds,
                 images_per_second: images / train_seconds.max(1e-9),
                 logs,

@@ -177,6 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         resume: args.resume,
         log: Some(log),
         provenance,
+        stop_after: None,
     };
     let mut bar = Bar {
         bar: None,
