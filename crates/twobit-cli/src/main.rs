@@ -1,6 +1,7 @@
 //! `twobit`: compress, train, inspect and run 2-bit neural networks.
 
 mod cmd;
+mod util;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -161,7 +161,7 @@ pub enum FormatError {
     #[error("tensor '{0}' is in the file but not in the manifest")]
     UnexpectedTensor(String),
     /// Two model tensors map onto the same stored name (e.g. `w` packed and `w.codes` float).
-    #[error("stored tensor name '{0}' is used twice")]
+    #[error("stored tensor name '{0}' is used twice (or is the reserved '__metadata__')")]
     NameCollision(String),
     /// A stored tensor's dtype differs from what the manifest implies.
     #[error("tensor '{tensor}': dtype {actual}, expected {expected}")]

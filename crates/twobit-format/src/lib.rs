@@ -61,6 +61,7 @@ mod write;
 
 pub use arch::{Arch, Layer, Normalize};
 pub use error::FormatError;
+pub use read::check_container;
 pub use write::write_atomic;
 
 use std::collections::BTreeMap;

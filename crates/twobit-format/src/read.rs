@@ -54,6 +54,43 @@ impl<'a> Container<'a> {
     }
 }
 
+/// Every data offset must lie inside the data section. Checked before the safetensors
+/// parser sees the header: it adds the offsets to the header length unchecked, which
+/// overflows (a panic under overflow checks) for offsets near `usize::MAX`.
+fn check_offsets(header: &[u8], data_len: u64) -> Result<(), FormatError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| FormatError::BadJson {
+            what: "header",
+            detail: e.to_string(),
+        })?;
+    let Some(obj) = v.as_object() else {
+        return Err(FormatError::BadJson {
+            what: "header",
+            detail: "not a JSON object".into(),
+        });
+    };
+    let ends = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .filter_map(|(_, t)| t.get("data_offsets")?.as_array().cloned())
+        .flat_map(|a| a.into_iter().filter_map(|x| x.as_u64()));
+    if let Some(end) = ends.max().filter(|&e| e > data_len) {
+        return Err(FormatError::Truncated {
+            needed: (header.len() as u64 + 8).saturating_add(end),
+            len: header.len() as u64 + 8 + data_len,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` are a well-formed safetensors container (any file, not only
+/// `.twobit`), safely: header length within [`MAX_HEADER_BYTES`], JSON header, offsets inside
+/// the file, sizes consistent. Call it before handing untrusted bytes to the `safetensors`
+/// crate, whose parser can overflow on hostile offsets.
+pub fn check_container(bytes: &[u8]) -> Result<(), FormatError> {
+    container(bytes).map(|_| ())
+}
+
 /// Header length and container checks that come before trusting any size field.
 fn container(bytes: &[u8]) -> Result<Container<'_>, FormatError> {
     let len = bytes.len() as u64;
@@ -70,6 +107,7 @@ fn container(bytes: &[u8]) -> Result<Container<'_>, FormatError> {
     if n + 8 > len {
         return Err(FormatError::Truncated { needed: n + 8, len });
     }
+    check_offsets(&bytes[8..8 + n as usize], len - 8 - n)?;
     let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
         SafeTensorError::InvalidHeaderDeserialization(j) | SafeTensorError::JsonError(j) => {
             FormatError::BadJson {

@@ -56,7 +56,9 @@ pub(crate) fn to_bytes(m: &Model) -> Result<Vec<u8>, FormatError> {
         name: String,
         s: Stored<'a>,
     ) -> Result<(), FormatError> {
-        if stored.contains_key(&name) {
+        // "__metadata__" is the safetensors header's own key: a tensor of that name would
+        // be indistinguishable from it.
+        if stored.contains_key(&name) || name == "__metadata__" {
             return Err(FormatError::NameCollision(name));
         }
         stored.insert(name, s);

@@ -114,8 +114,11 @@ fn garbage_and_non_json_headers() {
         FormatError::BadJson { what: "header", .. }
     ));
     let mut b = 8u64.to_le_bytes().to_vec();
-    b.extend([0xFF; 8]);
-    assert!(matches!(err(&b), FormatError::NotSafetensors(_)));
+    b.extend([0xFF; 8]); // not UTF-8
+    assert!(matches!(
+        err(&b),
+        FormatError::BadJson { what: "header", .. }
+    ));
     let bad = edit_header(&good(), |h| {
         h["__metadata__"]["twobit.manifest"] = "{not json".into()
     });
@@ -401,6 +404,12 @@ fn writer_rejects_invalid_models() {
         Tensor::Float(twobit_format::FloatTensor::from_f32(vec![1], &[0.0])),
     );
     assert!(matches!(m.to_bytes(), Err(FormatError::NameCollision(_))));
+    let mut m = model(Scheme::Tern, Granularity::Tensor);
+    m.tensors.insert(
+        "__metadata__".into(),
+        Tensor::Float(twobit_format::FloatTensor::from_f32(vec![1], &[0.0])),
+    );
+    assert!(matches!(m.to_bytes(), Err(FormatError::NameCollision(_))));
 }
 
 #[test]
@@ -432,4 +441,27 @@ fn missing_file_is_an_io_error() {
         Model::load(&empty),
         Err(FormatError::Truncated { .. })
     ));
+}
+
+#[test]
+fn offsets_summing_past_usize_max() {
+    // Eight tensors of 2^61-1 bytes each: every size is representable, their sum is not
+    // once the header length is added. Must be an error, not an arithmetic overflow.
+    let big = (1u64 << 61) - 1;
+    let mut h = serde_json::Map::new();
+    for k in 0..8u64 {
+        h.insert(
+            format!("t{k}"),
+            json!({"dtype": "U8", "shape": [big], "data_offsets": [k * big, (k + 1) * big]}),
+        );
+    }
+    let bytes = join(&Value::Object(h), &[0; 16]);
+    let e = err(&bytes);
+    assert!(
+        matches!(
+            e,
+            FormatError::Truncated { .. } | FormatError::NotSafetensors(_)
+        ),
+        "{e}"
+    );
 }

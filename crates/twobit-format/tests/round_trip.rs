@@ -168,3 +168,32 @@ fn any_safetensors_reader_lists_the_parts() {
     };
     assert_eq!(codes.data(), p.codes.as_slice());
 }
+
+#[test]
+fn real_quantizer_output_round_trips_bit_exact() {
+    let mut rng = Rng(5);
+    for scheme in Scheme::ALL {
+        for gran in GRANS {
+            let shape = [5, 3, 3, 3]; // 135 weights: last code byte is partial
+            let w = weights(&mut rng, 135);
+            let q = twobit_quant::quantize(&w, &shape, scheme, gran).unwrap();
+            let mut m = Model::default();
+            m.tensors.insert(
+                "w".into(),
+                Tensor::Packed(twobit_format::PackedTensor::from_quantized(&q)),
+            );
+            let back = Model::from_bytes(&m.to_bytes().unwrap()).unwrap();
+            let Tensor::Packed(p) = &back.tensors["w"] else {
+                panic!()
+            };
+            assert_eq!(p.to_quantized(), q, "{scheme} {gran}");
+            let a: Vec<u32> = p.dequantize().iter().map(|v| v.to_bits()).collect();
+            let b: Vec<u32> = twobit_quant::dequantize(&q)
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            assert_eq!(a, b, "{scheme} {gran}");
+            assert_eq!(p.sparsity(), twobit_quant::sparsity(&q));
+        }
+    }
+}

@@ -92,6 +92,24 @@ pub(crate) fn best_partition(p: &Prefix, segments: usize, pinned: bool) -> Parti
     }
 }
 
+/// Every layer of the DP: `out[l][j]` = best gain of segments `0..=l` over items `0..j`.
+pub(crate) fn all_layers(p: &Prefix, segments: usize, pinned: bool) -> Vec<Vec<f64>> {
+    let m = p.len();
+    let mut out: Vec<Vec<f64>> = Vec::with_capacity(segments);
+    out.push(
+        (0..=m)
+            .map(|j| if pinned { 0.0 } else { p.gain(0, j) })
+            .collect(),
+    );
+    let mut arg = vec![0usize; m + 1];
+    for l in 1..segments {
+        let mut cur = vec![f64::NEG_INFINITY; m + 1];
+        layer(p, &out[l - 1], &mut cur, &mut arg, 0, m, 0, m);
+        out.push(cur);
+    }
+    out
+}
+
 /// Fills `cur[j] = max_{i<=j} prev[i] + gain(i, j)` for `j in jlo..=jhi`, knowing the
 /// argmax lies in `ilo..=ihi` (divide and conquer on the monotone argmax).
 #[allow(clippy::too_many_arguments)]

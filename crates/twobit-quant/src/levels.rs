@@ -14,9 +14,11 @@ impl Levels {
     /// The 2-bit code of one weight.
     #[inline]
     pub fn code(&self, w: f32) -> u8 {
-        (w > self.thresholds[0]) as u8
-            + (w > self.thresholds[1]) as u8
-            + (w > self.thresholds[2]) as u8
+        // wrapping_add: cannot overflow (at most 3), and keeps callers' loops vectorisable
+        // in release builds with overflow checks.
+        ((w > self.thresholds[0]) as u8)
+            .wrapping_add((w > self.thresholds[1]) as u8)
+            .wrapping_add((w > self.thresholds[2]) as u8)
     }
 
     /// The decoded value of one code.

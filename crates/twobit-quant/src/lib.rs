@@ -203,6 +203,9 @@ fn encode(
 fn encode_group(w: &[f32], l: &Levels, codes: &mut [u8]) {
     let [t0, t1, t2] = l.thresholds;
     for (c, &x) in codes.iter_mut().zip(w) {
-        *c = (x > t0) as u8 + (x > t1) as u8 + (x > t2) as u8;
+        // wrapping_add: release builds keep overflow checks, which would block SIMD here.
+        *c = ((x > t0) as u8)
+            .wrapping_add((x > t1) as u8)
+            .wrapping_add((x > t2) as u8);
     }
 }

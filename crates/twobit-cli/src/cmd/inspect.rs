@@ -1,10 +1,241 @@
-//! (stub: implemented in its own work item)
+//! `twobit inspect`: the per-tensor table of a `.twobit` file, from the file alone.
+use crate::util::{self, shape_str};
+use anyhow::Context;
+use serde_json::json;
+use std::path::PathBuf;
+use twobit_format::{Arch, Layer, Model, PackedTensor, Tensor};
+use twobit_quant::Granularity;
 
 /// Arguments.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The .twobit file.
+    pub file: PathBuf,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Per-position `[min, max]` over the groups (a single group gives min == max).
+fn ranges<const N: usize>(rows: impl Iterator<Item = [f32; N]>) -> [[f32; 2]; N] {
+    let mut out = [[f32::INFINITY, f32::NEG_INFINITY]; N];
+    for r in rows {
+        for (o, v) in out.iter_mut().zip(r) {
+            o[0] = o[0].min(v);
+            o[1] = o[1].max(v);
+        }
+    }
+    out
+}
+
+fn fmt_ranges<const N: usize>(r: &[[f32; 2]; N]) -> String {
+    let parts: Vec<String> = r
+        .iter()
+        .map(|[lo, hi]| {
+            if lo == hi {
+                format!("{lo:.4}")
+            } else {
+                format!("{lo:.4}..{hi:.4}")
+            }
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn level_ranges(p: &PackedTensor) -> ([[f32; 2]; 4], [[f32; 2]; 3]) {
+    (
+        ranges(p.levels.iter().map(|l| l.values)),
+        ranges(p.levels.iter().map(|l| l.thresholds)),
+    )
+}
+
+fn count_layers(layers: &[Layer]) -> usize {
+    layers
+        .iter()
+        .map(|l| match l {
+            Layer::Residual { body, shortcut } => 1 + count_layers(body) + count_layers(shortcut),
+            _ => 1,
+        })
+        .sum()
+}
+
+fn arch_summary(a: &Arch) -> String {
+    format!(
+        "{} input {}x{}x{}, {} classes, {} layers ({} top level)",
+        a.name,
+        a.input[0],
+        a.input[1],
+        a.input[2],
+        a.classes,
+        count_layers(&a.layers),
+        a.layers.len()
+    )
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model =
+        Model::load(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file_bytes = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot stat {}", args.file.display()))?
+        .len();
+    let mut packed_weights = 0usize;
+    let mut packed_bytes = 0usize;
+    let mut float_elems = 0usize;
+    let mut float_bytes = 0usize;
+    for t in model.tensors.values() {
+        match t {
+            Tensor::Packed(p) => {
+                packed_weights += p.numel();
+                packed_bytes += p.stored_bytes();
+            }
+            Tensor::Float(f) => {
+                float_elems += f.numel();
+                float_bytes += f.data.len();
+            }
+        }
+    }
+    let packed_bpw = if packed_weights > 0 {
+        packed_bytes as f64 * 8.0 / packed_weights as f64
+    } else {
+        0.0
+    };
+    let all = packed_weights + float_elems;
+    let overall_bpw = if all > 0 {
+        file_bytes as f64 * 8.0 / all as f64
+    } else {
+        0.0
+    };
+
+    if args.json {
+        let tensors: serde_json::Map<String, serde_json::Value> = model
+            .tensors
+            .iter()
+            .map(|(name, t)| {
+                let v = match t {
+                    Tensor::Packed(p) => {
+                        let (lv, th) = level_ranges(p);
+                        json!({
+                            "kind": "packed",
+                            "shape": p.shape,
+                            "scheme": p.scheme.name(),
+                            "granularity": p.granularity.name(),
+                            "origin_dtype": p.origin_dtype.name(),
+                            "groups": p.levels.len(),
+                            "levels_first_group": p.levels.first().map(|l| l.values),
+                            "thresholds_first_group": p.levels.first().map(|l| l.thresholds.map(json_f32)),
+                            "levels_min_max": lv,
+                            "thresholds_min_max": th.map(|r| r.map(json_f32)),
+                            "sparsity": p.sparsity(),
+                            "bits_per_weight": p.bits_per_weight(),
+                            "bytes": p.stored_bytes(),
+                        })
+                    }
+                    Tensor::Float(f) => json!({
+                        "kind": "float",
+                        "shape": f.shape,
+                        "dtype": f.dtype.name(),
+                        "bits_per_weight": 8 * f.dtype.size(),
+                        "bytes": f.data.len(),
+                    }),
+                };
+                (name.clone(), v)
+            })
+            .collect();
+        let obj = json!({
+            "file": args.file.display().to_string(),
+            "file_bytes": file_bytes,
+            "tensors": tensors,
+            "total": {
+                "tensors": model.tensors.len(),
+                "packed_weights": packed_weights,
+                "packed_bytes": packed_bytes,
+                "packed_bits_per_weight": packed_bpw,
+                "float_elements": float_elems,
+                "float_bytes": float_bytes,
+                "bits_per_parameter": overall_bpw,
+            },
+            "provenance": model.provenance,
+            "arch": model.arch.as_ref().map(|a| json!({
+                "name": a.name,
+                "input": a.input,
+                "classes": a.classes,
+                "layers": count_layers(&a.layers),
+            })),
+        });
+        println!("{obj}");
+        return Ok(());
+    }
+
+    let w = model
+        .tensors
+        .keys()
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}  levels / thresholds",
+        "tensor", "shape", "scheme", "gran.", "groups", "sparsity", "bits/w"
+    );
+    for (name, t) in &model.tensors {
+        match t {
+            Tensor::Packed(p) => {
+                let (lv, th) = level_ranges(p);
+                let label = if p.granularity == Granularity::Channel && p.levels.len() > 1 {
+                    "min..max"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8.3} {:>7.3}  {} / {} {label}",
+                    name,
+                    shape_str(&p.shape),
+                    p.scheme.name(),
+                    p.granularity.name(),
+                    p.levels.len(),
+                    p.sparsity(),
+                    p.bits_per_weight(),
+                    fmt_ranges(&lv),
+                    fmt_ranges(&th),
+                );
+            }
+            Tensor::Float(f) => println!(
+                "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}",
+                name,
+                shape_str(&f.shape),
+                format!("float:{}", f.dtype.name()),
+                "-",
+                "-",
+                "-",
+                8 * f.dtype.size(),
+            ),
+        }
+    }
+    println!(
+        "total: {} tensors; packed {packed_weights} weights in {} ({packed_bpw:.3} bits/weight); float {float_elems} values in {}; file {} ({overall_bpw:.3} bits/parameter)",
+        model.tensors.len(),
+        util::human_bytes(packed_bytes as u64),
+        util::human_bytes(float_bytes as u64),
+        util::human_bytes(file_bytes),
+    );
+    for (k, v) in &model.provenance {
+        println!("provenance: {k} = {v}");
+    }
+    match &model.arch {
+        Some(a) => println!("arch: {}", arch_summary(a)),
+        None => println!("arch: none"),
+    }
+    Ok(())
+}
+
+/// JSON has no infinity: ternary thresholds' +inf is written as the string "inf".
+fn json_f32(v: f32) -> serde_json::Value {
+    if v.is_finite() {
+        json!(v)
+    } else if v > 0.0 {
+        json!("inf")
+    } else {
+        json!("-inf")
+    }
 }

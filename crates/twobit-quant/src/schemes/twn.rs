@@ -46,7 +46,7 @@ fn sum_above(w: &[f32], delta: f32) -> (usize, f64) {
         for k in 0..4 {
             let a = c[k].abs();
             let hit = a > delta;
-            cnt[k] += hit as usize;
+            cnt[k] = cnt[k].wrapping_add(hit as usize);
             acc[k] += if hit { a as f64 } else { 0.0 };
         }
     }

@@ -1,0 +1,368 @@
+//! End-to-end tests of `twobit compress / decompress / inspect` on generated models.
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use twobit_quant::{Granularity, Scheme};
+
+fn twobit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_twobit"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run twobit")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Deterministic pseudo-random weights.
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let u = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            (u - 0.45) * 0.2
+        })
+        .collect()
+}
+
+fn encode(dtype: Dtype, v: &[f32]) -> Vec<u8> {
+    match dtype {
+        Dtype::F16 => v
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => v
+            .iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect(),
+        Dtype::F32 => v.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+        Dtype::F64 => v.iter().flat_map(|&x| f64::from(x).to_le_bytes()).collect(),
+        Dtype::I64 => v.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect(),
+        _ => unreachable!(),
+    }
+}
+
+fn decode(dtype: Dtype, b: &[u8]) -> Vec<f32> {
+    match dtype {
+        Dtype::F16 => b
+            .chunks(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => b
+            .chunks(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::F32 => b
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        Dtype::F64 => b
+            .chunks(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        _ => unreachable!(),
+    }
+}
+
+/// The test model: (name, dtype, shape).
+const SPEC: &[(&str, Dtype, &[usize])] = &[
+    ("conv1.weight", Dtype::F32, &[6, 1, 5, 5]),
+    ("conv1.bias", Dtype::F32, &[6]),
+    ("conv2.weight", Dtype::F16, &[8, 6, 3, 3]),
+    ("conv2.bias", Dtype::F16, &[8]),
+    ("fc.weight", Dtype::BF16, &[10, 33]),
+    ("fc.bias", Dtype::BF16, &[10]),
+    ("head.weight", Dtype::F64, &[3, 10]),
+    ("emb.weight", Dtype::F32, &[7, 4]),
+    ("scale", Dtype::F32, &[5]),
+];
+
+fn write_model(dir: &Path, nan: bool) -> PathBuf {
+    let data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = SPEC
+        .iter()
+        .enumerate()
+        .map(|(i, (n, d, shape))| {
+            let mut v = values(i as u64 + 1, shape.iter().product());
+            if nan && *n == "fc.weight" {
+                v[3] = f32::NAN;
+            }
+            (n.to_string(), *d, shape.to_vec(), encode(*d, &v))
+        })
+        .collect();
+    let mut views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, d, sh, b)| (n.clone(), TensorView::new(*d, sh.clone(), b).unwrap()))
+        .collect();
+    let steps = encode(Dtype::I64, &[3.0]);
+    views.push((
+        "bn.num_batches_tracked".into(),
+        TensorView::new(Dtype::I64, vec![], &steps).unwrap(),
+    ));
+    let path = dir.join(if nan {
+        "nan.safetensors"
+    } else {
+        "model.safetensors"
+    });
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    path
+}
+
+/// A failing command: non-zero exit, one `error:` line, no panic, no output file.
+fn assert_clean_failure(out: &Output, output_file: Option<&Path>, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: succeeded");
+    assert!(!stderr.contains("panicked"), "{what}: panicked: {stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("warning:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{what}: stderr not one line: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{what}: {stderr}");
+    if let Some(f) = output_file {
+        assert!(!f.exists(), "{what}: left {} behind", f.display());
+        let dir = f.parent().unwrap();
+        let stray: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(stray.is_empty(), "{what}: temporary files left");
+    }
+}
+
+#[test]
+fn compress_decompress_gives_exactly_the_quantized_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_model(dir.path(), false);
+    let src_bytes = std::fs::read(&input).unwrap();
+    let src = SafeTensors::deserialize(&src_bytes).unwrap();
+    for scheme in Scheme::ALL {
+        for gran in [Granularity::Tensor, Granularity::Channel] {
+            let packed = dir.path().join(format!("{scheme}-{gran}.twobit"));
+            let back = dir.path().join(format!("{scheme}-{gran}.safetensors"));
+            let out = twobit(&[
+                "compress",
+                s(&input),
+                s(&packed),
+                scheme.name(),
+                "--granularity",
+                gran.name(),
+                "--keep",
+                "^emb\\.",
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = twobit(&["decompress", s(&packed), s(&back)]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let back_bytes = std::fs::read(&back).unwrap();
+            let dec = SafeTensors::deserialize(&back_bytes).unwrap();
+            let mut names = dec.names();
+            names.sort();
+            let mut want: Vec<&str> = SPEC.iter().map(|t| t.0).collect();
+            want.sort();
+            assert_eq!(names, want, "int tensor skipped, all float tensors present");
+            for (name, dtype, shape) in SPEC {
+                let orig = src.tensor(name).unwrap();
+                let got = dec.tensor(name).unwrap();
+                assert_eq!(got.shape(), *shape);
+                let quantized = shape.len() >= 2 && !name.starts_with("emb.");
+                if quantized {
+                    assert_eq!(got.dtype(), Dtype::F32);
+                    let w = decode(*dtype, orig.data());
+                    let q = twobit_quant::quantize(&w, shape, scheme, gran).unwrap();
+                    let expect: Vec<u32> = twobit_quant::dequantize(&q)
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    let got: Vec<u32> = decode(Dtype::F32, got.data())
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    assert_eq!(got, expect, "{scheme} {gran} {name}");
+                } else {
+                    // kept tensors come back byte for byte in their own dtype
+                    assert_eq!(got.dtype(), *dtype, "{name}");
+                    assert_eq!(got.data(), orig.data(), "{name}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn json_reports_and_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_model(dir.path(), false);
+    let packed = dir.path().join("m.twobit");
+    let out = twobit(&[
+        "compress",
+        s(&input),
+        s(&packed),
+        "quat",
+        "--granularity",
+        "channel",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let tensors = v["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), SPEC.len());
+    let conv = tensors
+        .iter()
+        .find(|t| t["name"] == "conv1.weight")
+        .unwrap();
+    assert_eq!(conv["kind"], "packed");
+    let e = conv["rel_error"].as_f64().unwrap();
+    assert!(e > 0.0 && e < 1.0, "rel error {e}");
+    assert_eq!(
+        v["total"]["output_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&packed).unwrap().len()
+    );
+    assert_eq!(v["skipped"][0]["name"], "bn.num_batches_tracked");
+
+    let out = twobit(&["inspect", s(&packed), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &i["tensors"]["conv2.weight"];
+    assert_eq!(t["scheme"], "quat");
+    assert_eq!(t["granularity"], "channel");
+    assert_eq!(t["groups"], 8);
+    assert_eq!(t["origin_dtype"], "F16");
+    // the sparsity reported from the file equals the one compress measured
+    let c = tensors
+        .iter()
+        .find(|t| t["name"] == "conv2.weight")
+        .unwrap();
+    assert_eq!(t["sparsity"], c["sparsity"]);
+    assert_eq!(i["tensors"]["emb.weight"]["kind"], "packed");
+    assert_eq!(i["tensors"]["scale"]["kind"], "float");
+    assert_eq!(i["provenance"]["scheme"], "quat");
+    assert_eq!(i["provenance"]["source"], "model.safetensors");
+
+    let out = twobit(&["inspect", s(&packed)]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("conv1.weight")
+            && text.contains("total:")
+            && text.contains("provenance: granularity = channel")
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_model(dir.path(), false);
+    let packed = dir.path().join("m.twobit");
+    let out = twobit(&["compress", s(&input), s(&packed), "tern", "--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!packed.exists());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would write"));
+}
+
+#[test]
+fn bad_input_fails_cleanly_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_model(dir.path(), false);
+    let nan = write_model(dir.path(), true);
+    let out_file = dir.path().join("out.twobit");
+    let o = s(&out_file);
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"this is not a safetensors file at all").unwrap();
+    let bytes = std::fs::read(&input).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 7]).unwrap();
+
+    // offsets whose sum overflows usize: the safetensors parser alone would panic
+    let big = (1u64 << 61) - 1;
+    let entries: Vec<String> = (0..8u64)
+        .map(|k| {
+            format!(
+                "\"t{k}\":{{\"dtype\":\"U8\",\"shape\":[{big}],\"data_offsets\":[{},{}]}}",
+                k * big,
+                (k + 1) * big
+            )
+        })
+        .collect();
+    let header = format!("{{{}}}", entries.join(","));
+    let mut hostile_bytes = (header.len() as u64).to_le_bytes().to_vec();
+    hostile_bytes.extend(header.as_bytes());
+    hostile_bytes.extend([0u8; 16]);
+    let hostile = dir.path().join("hostile.safetensors");
+    std::fs::write(&hostile, &hostile_bytes).unwrap();
+
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("hostile offsets", vec!["compress", s(&hostile), o, "tern"]),
+        ("not safetensors", vec!["compress", s(&garbage), o, "tern"]),
+        ("truncated", vec!["compress", s(&truncated), o, "tern"]),
+        (
+            "missing input",
+            vec!["compress", "/nonexistent/x.safetensors", o, "tern"],
+        ),
+        ("NaN weights", vec!["compress", s(&nan), o, "tern"]),
+        ("unknown scheme", vec!["compress", s(&input), o, "int3"]),
+        (
+            "unknown granularity",
+            vec!["compress", s(&input), o, "tern", "--granularity", "row"],
+        ),
+        (
+            "bad regex",
+            vec!["compress", s(&input), o, "tern", "--keep", "(unclosed"],
+        ),
+    ];
+    for (what, args) in cases {
+        assert_clean_failure(&twobit(&args), Some(&out_file), what);
+    }
+    let unwritable = dir.path().join("no/such/dir/out.twobit");
+    assert_clean_failure(
+        &twobit(&["compress", s(&input), s(&unwritable), "tern"]),
+        None,
+        "unwritable output",
+    );
+    assert!(!unwritable.exists());
+
+    // corrupt .twobit files for decompress and inspect
+    let good = dir.path().join("good.twobit");
+    assert!(twobit(&["compress", s(&input), s(&good), "quat"])
+        .status
+        .success());
+    let gb = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.twobit");
+    std::fs::write(&cut, &gb[..gb.len() / 2]).unwrap();
+    let back = dir.path().join("back.safetensors");
+    for bad in [&cut, &garbage, &input, &hostile] {
+        assert_clean_failure(
+            &twobit(&["decompress", s(bad), s(&back)]),
+            Some(&back),
+            "decompress bad",
+        );
+        assert_clean_failure(&twobit(&["inspect", s(bad)]), None, "inspect bad");
+    }
+}

@@ -1,0 +1,81 @@
+//! Prints the single-thread `quantize` time of every scheme and its ratio to TWN.
+//!
+//! `cargo run --release -p twobit-quant --example ratios [-- SIZE...]` (default 1M and 16M
+//! weights, normal and Laplace).
+use std::time::Instant;
+use twobit_quant::{quantize, Granularity, Scheme};
+
+/// Seeded normal / Laplace weights (xorshift + Box-Muller, no extra dependencies).
+fn weights(n: usize, laplace: bool, mut seed: u64) -> Vec<f32> {
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        ((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (next(), next());
+            let x = if laplace {
+                let u = u1 - 0.5;
+                -u.signum() * (1.0 - 2.0 * u.abs()).max(1e-300).ln()
+            } else {
+                (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+            };
+            (0.02 * x) as f32
+        })
+        .collect()
+}
+
+/// Median wall time of `quantize` in milliseconds.
+fn time(w: &[f32], s: Scheme) -> f64 {
+    let reps = if w.len() > 4_000_000 { 5 } else { 15 };
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            let q = quantize(w, &[w.len()], s, Granularity::Tensor).expect("finite input");
+            std::hint::black_box(q);
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1 << 20, 16 << 20]
+    } else {
+        sizes
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("thread pool");
+    println!("single thread, median of repeated quantize (fit + encode), per-tensor");
+    println!(
+        "{:>10} {:>8} {:>10} {:>9} {:>9}",
+        "weights", "dist", "scheme", "ms", "x twn"
+    );
+    for &n in &sizes {
+        for laplace in [false, true] {
+            let w = weights(n, laplace, 0x9e37_79b9_7f4a_7c15 ^ n as u64);
+            let dist = if laplace { "laplace" } else { "normal" };
+            pool.install(|| {
+                let base = time(&w, Scheme::Twn);
+                for s in Scheme::ALL {
+                    let t = if s == Scheme::Twn { base } else { time(&w, s) };
+                    println!(
+                        "{n:>10} {dist:>8} {:>10} {t:>9.2} {:>9.2}",
+                        s.name(),
+                        t / base
+                    );
+                }
+            });
+        }
+    }
+}
