@@ -145,7 +145,7 @@ impl QatPlan {
                 let lv = twobit_quant::fit_group(Scheme::Ttq, g);
                 // A group with no weight beyond the threshold gets a zero LS scale; keep a
                 // small positive one so the scale can still learn.
-                pos.push(lv.values[2].max(1e-3));  // see docs/ttq.md
+                pos.push(lv.values[2].max(1e-3)); // see docs/ttq.md
                 neg.push((-lv.values[0]).max(1e-3));
             }
             let scales = TtqScales {

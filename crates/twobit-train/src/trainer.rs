@@ -278,9 +278,9 @@ impl<'a> Trainer<'a> {
                 plan.project_ttq(&mut model);
                 let t5 = Instant::now();
                 if profile {
-                    for (acc, (a, b)) in prof
-                        .iter_mut()
-                        .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)])
+                    for (acc, (a, b)) in
+                        prof.iter_mut()
+                            .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)])
                     {
                         *acc += (b - a).as_secs_f64();
                     }

@@ -5,7 +5,10 @@ use twobit_quant::Scheme;
 use twobit_train::{ModelKind, NoProgress, RunOptions, TrainConfig, TrainData, WeightScheme};
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "slow in debug: run with cargo test --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow in debug: run with cargo test --release"
+)]
 fn mlp_quat_learns_fashion_mnist_and_the_file_round_trips() {
     let kind = DatasetKind::FashionMnist;
     let mut splits = kind.load(None).unwrap_or_else(|e| {
@@ -35,5 +38,8 @@ fn mlp_quat_learns_fashion_mnist_and_the_file_round_trips() {
         .values()
         .filter(|t| matches!(t, twobit_format::Tensor::Packed(_)))
         .count();
-    assert_eq!(packed, 1, "only the middle layer of the MLP is quantized by default");
+    assert_eq!(
+        packed, 1,
+        "only the middle layer of the MLP is quantized by default"
+    );
 }

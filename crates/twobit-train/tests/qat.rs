@@ -43,7 +43,11 @@ fn ste_forward_equals_fake_quantize_bit_for_bit_and_passes_gradient_through() {
             twobit_quant::fake_quantize(&w0, &shape, scheme, gran, &mut expect).unwrap();
             let got = tensor_values(fwd.clone());
             for (i, (a, b)) in got.iter().zip(&expect).enumerate() {
-                assert_eq!(a.to_bits(), b.to_bits(), "{scheme} {gran} weight {i}: {a} vs {b}");
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{scheme} {gran} weight {i}: {a} vs {b}"
+                );
             }
             // d/dw sum(fwd * c) = c: the straight-through estimator is the identity.
             let ct = Tensor::<4>::from_data(TensorData::new(c.clone(), shape), &dev);
@@ -122,8 +126,16 @@ fn ttq_gradients_match_hand_rule() {
         // Forward is exactly the ternary weights.
         assert_eq!(tensor_values(fwd), q, "{gran}: forward");
         close(&tensor_values(w.grad(&grads).unwrap()), &gw, "dL/dw");
-        close(&tensor_values(scales.pos.val().grad(&grads).unwrap()), &gp, "dL/dWp");
-        close(&tensor_values(scales.neg.val().grad(&grads).unwrap()), &gn, "dL/dWn");
+        close(
+            &tensor_values(scales.pos.val().grad(&grads).unwrap()),
+            &gp,
+            "dL/dWp",
+        );
+        close(
+            &tensor_values(scales.neg.val().grad(&grads).unwrap()),
+            &gn,
+            "dL/dWn",
+        );
         // Sanity of the fixture: both regions are non-empty and the sum is not a mean.
         assert!(gp.iter().all(|&x| x != 0.0) && gn.iter().all(|&x| x != 0.0));
     }
@@ -216,7 +228,10 @@ fn check_arch(arch: &Arch, file: &twobit_format::Model) -> usize {
     let out = walk(&arch.layers, arch.input.to_vec(), file, &mut used);
     used.sort();
     let all: Vec<String> = file.tensors.keys().cloned().collect();
-    assert_eq!(used, all, "file tensors not referenced exactly once by the arch");
+    assert_eq!(
+        used, all,
+        "file tensors not referenced exactly once by the arch"
+    );
     assert_eq!(out.len(), 1);
     out[0]
 }
@@ -267,13 +282,7 @@ fn arch_export_matches_module_structure() {
         );
         let valid = m.valid();
         let eval = plan.eval_weights(&valid).unwrap();
-        let file = twobit_train::export::to_file_model(
-            &valid,
-            &eval,
-            10,
-            norm,
-            Default::default(),
-        );
+        let file = twobit_train::export::to_file_model(&valid, &eval, 10, norm, Default::default());
         let arch = file.arch.clone().unwrap();
         let n = valid.weight_layers().len();
         // First and last weight layers stay float; the others are packed.
