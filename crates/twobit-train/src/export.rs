@@ -1,0 +1,154 @@
+//! The trained network as a `.twobit` model, and back into a float burn model.
+use crate::layers::{tensor_values, WeightLayer, WeightLayerMut};
+use crate::models::QatModel;
+use crate::qat::EvalWeights;
+use burn::module::{Param, RunningState};
+use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::BTreeMap;
+use twobit_format::{FloatTensor, Model, Normalize, PackedTensor, Tensor as FileTensor};
+
+fn float<const D: usize>(t: Tensor<D>) -> FileTensor {
+    let shape = t.dims().to_vec();
+    FileTensor::Float(FloatTensor::from_f32(shape, &tensor_values(t)))
+}
+
+/// Builds the file model from the evaluation model and the weights its last evaluation used:
+/// quantized layers as packed codes + levels (exactly `eval.quantized`), everything else
+/// (kept layers, biases, batch norm incl. running statistics) as f32.
+pub fn to_file_model<M: QatModel>(
+    model: &M,
+    eval: &EvalWeights,
+    classes: usize,
+    normalize: Normalize,
+    provenance: BTreeMap<String, String>,
+) -> Model {
+    let mut tensors = BTreeMap::new();
+    for (name, layer) in model.weight_layers() {
+        let weight = match eval.quantized.get(layer.slot()).and_then(Option::as_ref) {
+            Some(q) => FileTensor::Packed(PackedTensor::from_quantized(q)),
+            None => match &layer {
+                // Linear weights are stored [out, in] already (see `QLinear`): no transpose.
+                WeightLayer::Linear(l) => float(l.weight.val()),
+                WeightLayer::Conv(c) => float(c.weight.val()),
+            },
+        };
+        tensors.insert(format!("{name}.weight"), weight);
+        if let Some(b) = layer.bias() {
+            tensors.insert(format!("{name}.bias"), float(b.val()));
+        }
+    }
+    for (name, bn) in model.batch_norms() {
+        tensors.insert(format!("{name}.weight"), float(bn.gamma.val()));
+        tensors.insert(format!("{name}.bias"), float(bn.beta.val()));
+        tensors.insert(
+            format!("{name}.running_mean"),
+            float(bn.running_mean.value()),
+        );
+        tensors.insert(format!("{name}.running_var"), float(bn.running_var.value()));
+    }
+    Model {
+        tensors,
+        arch: Some(model.arch(classes, normalize)),
+        provenance,
+    }
+}
+
+/// Number of bytes the model's tensors take in f32.
+pub fn fp32_bytes(file: &Model) -> u64 {
+    file.tensors
+        .values()
+        .map(|t| match t {
+            FileTensor::Packed(p) => p.numel() as u64 * 4,
+            FileTensor::Float(f) => f.shape.iter().product::<usize>() as u64 * 4,
+        })
+        .sum()
+}
+
+/// Why a file's tensors do not fit a model.
+#[derive(Debug, thiserror::Error)]
+#[error("tensor {name}: {reason}")]
+pub struct LoadError {
+    /// The tensor name.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn values(file: &Model, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+    let err = |reason: String| LoadError {
+        name: name.to_string(),
+        reason,
+    };
+    let (s, v) = match file.tensors.get(name) {
+        Some(FileTensor::Packed(p)) => (p.shape.clone(), p.dequantize()),
+        Some(FileTensor::Float(f)) => (f.shape.clone(), f.to_f32()),
+        None => return Err(err("missing".into())),
+    };
+    if s != shape {
+        return Err(err(format!("shape {s:?}, model expects {shape:?}")));
+    }
+    Ok(v)
+}
+
+fn tensor<const D: usize>(
+    file: &Model,
+    name: &str,
+    like: Tensor<D>,
+    device: &Device,
+) -> Result<Tensor<D>, LoadError> {
+    let shape = like.dims();
+    let v = values(file, name, &shape)?;
+    Ok(Tensor::from_data(TensorData::new(v, shape), device))
+}
+
+/// Loads a file's (dequantized) weights into a float model of the same architecture: with
+/// [`crate::qat::ForwardWeights::float`] its forward reproduces the file's network.
+pub fn load_file_weights<M: QatModel>(
+    mut model: M,
+    file: &Model,
+    device: &Device,
+) -> Result<M, LoadError> {
+    let names: Vec<String> = model.weight_layers().into_iter().map(|(n, _)| n).collect();
+    for (name, layer) in names.iter().zip(model.weight_layers_mut()) {
+        match layer {
+            WeightLayerMut::Linear(l) => {
+                let w = tensor(file, &format!("{name}.weight"), l.weight.val(), device)?;
+                l.weight = Param::from_tensor(w);
+                if let Some(b) = &l.bias {
+                    let b = tensor(file, &format!("{name}.bias"), b.val(), device)?;
+                    l.bias = Some(Param::from_tensor(b));
+                }
+            }
+            WeightLayerMut::Conv(c) => {
+                let w = tensor(file, &format!("{name}.weight"), c.weight.val(), device)?;
+                c.weight = Param::from_tensor(w);
+                if let Some(b) = &c.bias {
+                    let b = tensor(file, &format!("{name}.bias"), b.val(), device)?;
+                    c.bias = Some(Param::from_tensor(b));
+                }
+            }
+        }
+    }
+    let bn_names: Vec<String> = model.batch_norms().into_iter().map(|(n, _)| n).collect();
+    for (name, bn) in bn_names.iter().zip(model.batch_norms_mut()) {
+        let g = tensor(file, &format!("{name}.weight"), bn.gamma.val(), device)?;
+        let b = tensor(file, &format!("{name}.bias"), bn.beta.val(), device)?;
+        let m = tensor(
+            file,
+            &format!("{name}.running_mean"),
+            bn.running_mean.value(),
+            device,
+        )?;
+        let v = tensor(
+            file,
+            &format!("{name}.running_var"),
+            bn.running_var.value(),
+            device,
+        )?;
+        bn.gamma = Param::from_tensor(g);
+        bn.beta = Param::from_tensor(b);
+        bn.running_mean = RunningState::new(m);
+        bn.running_var = RunningState::new(v);
+    }
+    Ok(model)
+}

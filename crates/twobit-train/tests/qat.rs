@@ -1,0 +1,313 @@
+//! Unit tests of the QAT building blocks: straight-through forward exactness, TTQ
+//! gradients, architecture export.
+mod common;
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use twobit_format::{Arch, Layer, Tensor as FileTensor};
+use twobit_quant::{Granularity, Scheme};
+use twobit_train::layers::{tensor_values, Init, TtqScales};
+use twobit_train::models::{Lenet5, Mlp, QatModel, Resnet20, Vgg7};
+use twobit_train::qat::{ste_forward, ttq_forward, QatPlan};
+use twobit_train::WeightScheme;
+
+fn device() -> Device {
+    twobit_train::default_device().autodiff()
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+#[test]
+fn ste_forward_equals_fake_quantize_bit_for_bit_and_passes_gradient_through() {
+    let dev = device();
+    let shape = [6usize, 5, 3, 3];
+    let n: usize = shape.iter().product();
+    let w0 = random(n, 7);
+    let c = random(n, 8);
+    for scheme in [
+        Scheme::Twn,
+        Scheme::Atn,
+        Scheme::Tern,
+        Scheme::Quat,
+        Scheme::QuatFree,
+    ] {
+        for gran in [Granularity::Tensor, Granularity::Channel] {
+            let w = Tensor::<4>::from_data(TensorData::new(w0.clone(), shape), &dev).require_grad();
+            let fwd = ste_forward(w.clone(), scheme, gran, "w").unwrap();
+            let mut expect = vec![0f32; n];
+            twobit_quant::fake_quantize(&w0, &shape, scheme, gran, &mut expect).unwrap();
+            let got = tensor_values(fwd.clone());
+            for (i, (a, b)) in got.iter().zip(&expect).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{scheme} {gran} weight {i}: {a} vs {b}"
+                );
+            }
+            // d/dw sum(fwd * c) = c: the straight-through estimator is the identity.
+            let ct = Tensor::<4>::from_data(TensorData::new(c.clone(), shape), &dev);
+            let grads = (fwd * ct).sum().backward();
+            let g = tensor_values(w.grad(&grads).unwrap());
+            assert_eq!(g, c, "{scheme} {gran}: gradient is not the identity");
+        }
+    }
+}
+
+/// The TTQ rule of docs/ttq.md computed by hand.
+fn ttq_hand(
+    w: &[f32],
+    c: &[f32],
+    groups: usize,
+    wp: &[f32],
+    wn: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let per = w.len() / groups;
+    let (mut q, mut gw) = (vec![0f32; w.len()], vec![0f32; w.len()]);
+    let (mut gp, mut gn) = (vec![0f32; groups], vec![0f32; groups]);
+    for g in 0..groups {
+        let ws = &w[g * per..(g + 1) * per];
+        let t = 0.05 * ws.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for j in 0..per {
+            let i = g * per + j;
+            if w[i] > t {
+                q[i] = wp[g];
+                gp[g] += c[i];
+                gw[i] = wp[g] * c[i];
+            } else if w[i] <= -t {
+                q[i] = -wn[g];
+                gn[g] -= c[i];
+                gw[i] = wn[g] * c[i];
+            } else {
+                gw[i] = c[i];
+            }
+        }
+    }
+    (q, gw, gp, gn)
+}
+
+fn close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+            "{what}[{i}]: autodiff {x}, hand rule {y}"
+        );
+    }
+}
+
+#[test]
+fn ttq_gradients_match_hand_rule() {
+    let dev = device();
+    for (gran, groups) in [(Granularity::Tensor, 1usize), (Granularity::Channel, 4)] {
+        let shape = [4usize, 6];
+        let mut w0 = random(24, 3);
+        w0[5] = 0.01; // inside the dead zone
+        let c = random(24, 4);
+        let wp: Vec<f32> = (0..groups).map(|g| 0.7 + 0.1 * g as f32).collect();
+        let wn: Vec<f32> = (0..groups).map(|g| 0.4 + 0.05 * g as f32).collect();
+        let scales = TtqScales {
+            pos: Param::from_tensor(
+                Tensor::from_data(TensorData::new(wp.clone(), [groups]), &dev).require_grad(),
+            ),
+            neg: Param::from_tensor(
+                Tensor::from_data(TensorData::new(wn.clone(), [groups]), &dev).require_grad(),
+            ),
+        };
+        let w = Tensor::<2>::from_data(TensorData::new(w0.clone(), shape), &dev).require_grad();
+        let fwd = ttq_forward(w.clone(), &scales, gran, "w").unwrap();
+        let ct = Tensor::<2>::from_data(TensorData::new(c.clone(), shape), &dev);
+        let grads = (fwd.clone() * ct).sum().backward();
+        let (q, gw, gp, gn) = ttq_hand(&w0, &c, groups, &wp, &wn);
+        // Forward is exactly the ternary weights.
+        assert_eq!(tensor_values(fwd), q, "{gran}: forward");
+        close(&tensor_values(w.grad(&grads).unwrap()), &gw, "dL/dw");
+        close(
+            &tensor_values(scales.pos.val().grad(&grads).unwrap()),
+            &gp,
+            "dL/dWp",
+        );
+        close(
+            &tensor_values(scales.neg.val().grad(&grads).unwrap()),
+            &gn,
+            "dL/dWn",
+        );
+        // Sanity of the fixture: both regions are non-empty and the sum is not a mean.
+        assert!(gp.iter().all(|&x| x != 0.0) && gn.iter().all(|&x| x != 0.0));
+    }
+}
+
+/// Propagates shapes through an architecture, checking every tensor it names exists in
+/// `file` with a shape that fits. Returns the logits width.
+fn check_arch(arch: &Arch, file: &twobit_format::Model) -> usize {
+    fn shape_of(file: &twobit_format::Model, name: &str) -> Vec<usize> {
+        match file.tensors.get(name) {
+            Some(FileTensor::Packed(p)) => p.shape.clone(),
+            Some(FileTensor::Float(f)) => f.shape.clone(),
+            None => panic!("arch names {name}, absent from the file"),
+        }
+    }
+    fn walk(
+        layers: &[Layer],
+        mut s: Vec<usize>,
+        file: &twobit_format::Model,
+        used: &mut Vec<String>,
+    ) -> Vec<usize> {
+        for l in layers {
+            s = match l {
+                Layer::Conv2d {
+                    weight,
+                    bias,
+                    stride,
+                    padding,
+                } => {
+                    let w = shape_of(file, weight);
+                    assert_eq!(w[1], s[0], "{weight}: input channels");
+                    used.push(weight.clone());
+                    if let Some(b) = bias {
+                        assert_eq!(shape_of(file, b), vec![w[0]]);
+                        used.push(b.clone());
+                    }
+                    let out = |x: usize| (x + 2 * padding - w[2]) / stride + 1;
+                    vec![w[0], out(s[1]), out(s[2])]
+                }
+                Layer::Linear { weight, bias } => {
+                    let w = shape_of(file, weight);
+                    assert_eq!(vec![w[1]], s, "{weight}: input features");
+                    used.push(weight.clone());
+                    if let Some(b) = bias {
+                        assert_eq!(shape_of(file, b), vec![w[0]]);
+                        used.push(b.clone());
+                    }
+                    vec![w[0]]
+                }
+                Layer::BatchNorm {
+                    weight,
+                    bias,
+                    running_mean,
+                    running_var,
+                    ..
+                } => {
+                    for n in [weight, bias, running_mean, running_var] {
+                        assert_eq!(shape_of(file, n), vec![s[0]], "{n}");
+                        used.push(n.clone());
+                    }
+                    s
+                }
+                Layer::Relu => s,
+                Layer::MaxPool2d { kernel, stride } => vec![
+                    s[0],
+                    (s[1] - kernel) / stride + 1,
+                    (s[2] - kernel) / stride + 1,
+                ],
+                Layer::GlobalAvgPool => vec![s[0]],
+                Layer::Flatten => vec![s.iter().product()],
+                Layer::Residual { body, shortcut } => {
+                    let a = walk(body, s.clone(), file, used);
+                    let b = walk(shortcut, s, file, used);
+                    assert_eq!(a, b, "residual branches disagree");
+                    a
+                }
+                Layer::PadSubsample {
+                    stride,
+                    out_channels,
+                } => vec![
+                    *out_channels,
+                    s[1].div_ceil(*stride),
+                    s[2].div_ceil(*stride),
+                ],
+            };
+        }
+        s
+    }
+    let mut used = Vec::new();
+    let out = walk(&arch.layers, arch.input.to_vec(), file, &mut used);
+    used.sort();
+    let all: Vec<String> = file.tensors.keys().cloned().collect();
+    assert_eq!(
+        used, all,
+        "file tensors not referenced exactly once by the arch"
+    );
+    assert_eq!(out.len(), 1);
+    out[0]
+}
+
+#[test]
+fn arch_export_matches_module_structure() {
+    let dev = device();
+    let norm = twobit_format::Normalize {
+        mean: vec![0.5; 3],
+        std: vec![0.25; 3],
+    };
+    let cases: Vec<(&str, [usize; 3])> = vec![
+        ("mlp", [1, 28, 28]),
+        ("lenet5", [1, 28, 28]),
+        ("lenet5", [3, 32, 32]),
+        ("vgg7", [3, 32, 32]),
+        ("vgg7", [1, 28, 28]),
+        ("resnet20", [3, 32, 32]),
+    ];
+    for (name, input) in cases {
+        let mut init = Init::new(1, &dev);
+        let norm = twobit_format::Normalize {
+            mean: norm.mean[..input[0]].to_vec(),
+            std: norm.std[..input[0]].to_vec(),
+        };
+        let (out, n_weights) = match name {
+            "mlp" => export(Mlp::new(&mut init, input, 10), norm),
+            "lenet5" => export(Lenet5::new(&mut init, input, 10).unwrap(), norm),
+            "vgg7" => export(Vgg7::new(&mut init, input, 10).unwrap(), norm),
+            _ => export(Resnet20::new(&mut init, input, 10).unwrap(), norm),
+        };
+        assert_eq!(out, 10, "{name} {input:?}: logits width");
+        let expected = match name {
+            "mlp" => 3,
+            "lenet5" => 4,
+            "vgg7" => 8,
+            _ => 20,
+        };
+        assert_eq!(n_weights, expected, "{name}: weight layers");
+    }
+
+    fn export<M: QatModel>(m: M, norm: twobit_format::Normalize) -> (usize, usize) {
+        let plan = QatPlan::new(
+            WeightScheme::Quant(Scheme::Quat),
+            Granularity::Tensor,
+            false,
+            m.weight_layers().len(),
+        );
+        let valid = m.valid();
+        let eval = plan.eval_weights(&valid).unwrap();
+        let file = twobit_train::export::to_file_model(&valid, &eval, 10, norm, Default::default());
+        let arch = file.arch.clone().unwrap();
+        let n = valid.weight_layers().len();
+        // First and last weight layers stay float; the others are packed.
+        for (i, (name, _)) in valid.weight_layers().into_iter().enumerate() {
+            let packed = matches!(
+                file.tensors.get(&format!("{name}.weight")),
+                Some(FileTensor::Packed(_))
+            );
+            assert_eq!(packed, i != 0 && i + 1 != n, "{name}");
+        }
+        // The module's forward agrees with the arch on the logits width.
+        let x = Tensor::<4>::zeros(
+            [2, arch.input[0], arch.input[1], arch.input[2]],
+            &valid
+                .weight_layers()
+                .first()
+                .map(|(_, l)| match l {
+                    twobit_train::layers::WeightLayer::Linear(l) => l.weight.val().device(),
+                    twobit_train::layers::WeightLayer::Conv(c) => c.weight.val().device(),
+                })
+                .unwrap(),
+        );
+        let logits = valid.forward(x, &eval.forward);
+        let out = check_arch(&arch, &file);
+        assert_eq!(logits.dims(), [2, out]);
+        (out, n)
+    }
+}
