@@ -159,7 +159,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
-        let decay = (self.config.weight_decay > 0.0).then(|| WeightDecayConfig {
+        let decay = (self.config.weight_decay > 0.0).then_some(WeightDecayConfig {
             penalty: self.config.weight_decay as f32,
         });
         match self.config.optimizer {
