@@ -28,6 +28,8 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Time the 2-bit runtime against fp32 on a .twobit file.
     Bench(cmd::bench::Args),
+    /// Every scheme, several seeds: the comparison report with plots (resumable).
+    Experiment(cmd::experiment::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Experiment(a) => cmd::experiment::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -86,3 +86,21 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.2} {}", UNITS[u])
     }
 }
+
+/// The float tensors of any safetensors file (a plain one, or a `.twobit` file's float
+/// tensors), as they are stored; integer tensors are skipped.
+pub fn read_float_tensors(
+    path: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<String, FloatTensor>> {
+    let bytes = read_file(path)?;
+    twobit_format::check_container(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    Ok(st
+        .iter()
+        .filter_map(|(name, v)| {
+            float_dtype(v.dtype()).map(|d| (name.to_string(), float_tensor(d, &v)))
+        })
+        .collect())
+}

@@ -366,3 +366,81 @@ fn bad_input_fails_cleanly_without_output() {
         assert_clean_failure(&twobit(&["inspect", s(bad)]), None, "inspect bad");
     }
 }
+
+fn is_png(p: &Path) -> bool {
+    std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+#[test]
+fn inspect_plot_draws_histograms_with_the_stored_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_model(dir.path(), false);
+    let packed = dir.path().join("m.twobit");
+    let out = twobit(&["compress", s(&input), s(&packed), "tern", "--keep", "head"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Packed codes alone cannot give a histogram of the float weights: a clear error.
+    let plots = dir.path().join("plots");
+    let out = twobit(&["inspect", s(&packed), "--plot", s(&plots)]);
+    assert_clean_failure(&out, None, "inspect --plot without float weights");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--latent"));
+
+    // The float model that was compressed has the same tensor names: it serves as --latent.
+    // --scheme also marks the kept float layer (head) with that scheme's levels.
+    let out = twobit(&[
+        "inspect",
+        s(&packed),
+        "--plot",
+        s(&plots),
+        "--latent",
+        s(&input),
+        "--scheme",
+        "quat",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for layer in ["conv1", "conv2", "fc", "emb", "head"] {
+        let png = plots.join(format!("m-{layer}.png"));
+        assert!(is_png(&png), "{} missing or not a PNG", png.display());
+        let svg = std::fs::read_to_string(plots.join(format!("m-{layer}.svg"))).unwrap();
+        assert!(
+            svg.contains("levels") && svg.contains("thresholds"),
+            "{layer}: marks missing"
+        );
+        let scheme = if layer == "head" {
+            "quat levels"
+        } else {
+            "tern per tensor"
+        };
+        assert!(svg.contains(scheme), "{layer}: title lacks '{scheme}'");
+    }
+    // Biases and 1-D tensors are not weight layers.
+    assert!(!plots.join("m-conv1.bias.png").exists() && !plots.join("m-scale.png").exists());
+
+    // A latent file whose shapes do not match is refused.
+    let other = dir.path().join("other.safetensors");
+    let v = values(9, 6);
+    let b = encode(Dtype::F32, &v);
+    let views = vec![(
+        "conv1.weight",
+        TensorView::new(Dtype::F32, vec![2, 3], &b).unwrap(),
+    )];
+    std::fs::write(&other, safetensors::serialize(views, None).unwrap()).unwrap();
+    let out = twobit(&[
+        "inspect",
+        s(&packed),
+        "--plot",
+        s(&plots),
+        "--latent",
+        s(&other),
+    ]);
+    assert_clean_failure(&out, None, "inspect --plot with mismatched float weights");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shape"));
+}

@@ -10,7 +10,7 @@
 #![deny(missing_docs)]
 
 mod batch;
-mod cifar;
+pub mod cifar;
 mod error;
 mod idx;
 

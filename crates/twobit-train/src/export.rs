@@ -53,6 +53,26 @@ pub fn to_file_model<M: QatModel>(
     }
 }
 
+/// The float ("shadow") weights of the quantized layers as f32 tensors named `{layer}.weight`:
+/// what the optimizer updates and the quantizer reads. Saved next to a trained file they let
+/// `twobit inspect --plot` draw each layer's weight histogram under its levels and thresholds.
+pub fn latent_weights<M: QatModel>(model: &M, eval: &EvalWeights) -> Model {
+    let mut tensors = BTreeMap::new();
+    for (name, layer) in model.weight_layers() {
+        if matches!(eval.quantized.get(layer.slot()), Some(Some(_))) {
+            tensors.insert(
+                format!("{name}.weight"),
+                FileTensor::Float(FloatTensor::from_f32(layer.shape(), &layer.weight_values())),
+            );
+        }
+    }
+    Model {
+        tensors,
+        arch: None,
+        provenance: BTreeMap::new(),
+    }
+}
+
 /// Number of bytes the model's tensors take in f32.
 pub fn fp32_bytes(file: &Model) -> u64 {
     file.tensors

@@ -3,7 +3,7 @@
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta};
 use crate::config::{ModelKind, OptimizerKind, TrainConfig};
 use crate::data::{epoch_order, epoch_rng, Batcher};
-use crate::export::to_file_model;
+use crate::export::{latent_weights, to_file_model};
 use crate::layers::Init;
 use crate::models::{Lenet5, Mlp, QatModel, Resnet20, Vgg7};
 use crate::qat::{EvalWeights, ForwardWeights, QatPlan};
@@ -85,6 +85,9 @@ pub struct TrainOutcome {
     pub logs: Vec<EpochLog>,
     /// The trained network, ready to save.
     pub file: twobit_format::Model,
+    /// The float shadow weights of the quantized layers (empty for `fp`), see
+    /// [`crate::export::latent_weights`].
+    pub latent: twobit_format::Model,
 }
 
 /// A finished run with its model (evaluation form) and the weights the last evaluation used.
@@ -362,6 +365,7 @@ impl<'a> Trainer<'a> {
         provenance.insert("schedule".into(), cfg.schedule.name().into());
         provenance.insert("seed".into(), cfg.seed.to_string());
         provenance.insert("test_accuracy".into(), format!("{test_accuracy:.6}"));
+        let latent = latent_weights(&valid, &eval);
         let file = to_file_model(&valid, &eval, self.data.kind.classes(), norm, provenance);
         Ok(Trained {
             model: valid,
@@ -373,6 +377,7 @@ impl<'a> Trainer<'a> {
                 images_per_second: images / train_seconds.max(1e-9),
                 logs,
                 file,
+                latent,
             },
         })
     }

@@ -14,6 +14,17 @@ pub struct Args {
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also draw each weight layer's histogram with its levels and thresholds into DIR
+    /// (PNG and SVG).
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Float shadow weights for the histograms [default: FILE.latent.safetensors if present,
+    /// written by `twobit train --save-latent`].
+    #[arg(long, requires = "plot")]
+    pub latent: Option<PathBuf>,
+    /// For float weight tensors: mark the levels this scheme would choose.
+    #[arg(long, requires = "plot")]
+    pub scheme: Option<String>,
 }
 
 /// Per-position `[min, max]` over the groups (a single group gives min == max).
@@ -72,8 +83,34 @@ fn arch_summary(a: &Arch) -> String {
     )
 }
 
+fn plot(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let scheme = args
+        .scheme
+        .as_deref()
+        .map(str::parse::<twobit_quant::Scheme>)
+        .transpose()?;
+    let latent = args.latent.clone().or_else(|| {
+        let mut s = args.file.as_os_str().to_owned();
+        s.push(".latent.safetensors");
+        let p = PathBuf::from(s);
+        p.is_file().then_some(p)
+    });
+    let prefix = args.file.file_stem().map_or_else(
+        || "weights".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    crate::cmd::plots::histograms(&args.file, latent.as_deref(), scheme, dir, &prefix, None)
+}
+
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let plotted = match &args.plot {
+        Some(dir) => plot(&args, dir)?,
+        None => Vec::new(),
+    };
+    for p in &plotted {
+        eprintln!("wrote {}", p.display());
+    }
     let model =
         Model::load(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let file_bytes = std::fs::metadata(&args.file)

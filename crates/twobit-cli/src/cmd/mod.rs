@@ -4,7 +4,9 @@ pub mod bench;
 pub mod compress;
 pub mod decompress;
 pub mod eval;
+pub mod experiment;
 pub mod inspect;
+pub mod plots;
 pub mod train;
 
 /// `outer: inner: root`, on one line.

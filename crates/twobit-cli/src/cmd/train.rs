@@ -64,12 +64,17 @@ pub struct Args {
     /// Continue from the checkpoint next to the output file.
     #[arg(long)]
     resume: bool,
+    /// Also write the float shadow weights of the quantized layers to
+    /// `OUT.latent.safetensors` (for `twobit inspect --plot`, or to continue training elsewhere).
+    #[arg(long)]
+    save_latent: bool,
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
     json: bool,
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended to its file name (`a.twobit` → `a.twobit.ckpt`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -188,6 +193,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .file
         .save(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
+    if args.save_latent {
+        let path = with_suffix(&args.out, ".latent.safetensors");
+        outcome
+            .latent
+            .save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let file_bytes = std::fs::metadata(&args.out)
         .with_context(|| format!("reading {}", args.out.display()))?
         .len();

@@ -1,0 +1,356 @@
+//! The three chart kinds, each drawn by one function generic over the plotters backend so the
+//! PNG and the SVG are the same drawing.
+use crate::{render_both, PlotError};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// One named line of points.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// `(x, y)` points, drawn in order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Vertical marks on a weight histogram.
+#[derive(Clone, Debug, Default)]
+pub struct Marks {
+    /// Reconstruction levels (solid lines).
+    pub levels: Vec<f32>,
+    /// Decision thresholds (dashed lines); infinite ones are skipped.
+    pub thresholds: Vec<f32>,
+}
+
+/// Distinguishable colours (Tableau 10), cycled.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn bad(title: &str, reason: impl Into<String>) -> PlotError {
+    PlotError::BadData {
+        title: title.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// `[lo, hi]` widened by `pad` of its span (or by 1 if empty).
+fn padded(lo: f64, hi: f64, pad: f64) -> (f64, f64) {
+    let span = hi - lo;
+    if span > 0.0 {
+        (lo - span * pad, hi + span * pad)
+    } else {
+        (lo - 1.0, hi + 1.0)
+    }
+}
+
+fn e2s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// A line chart: one line (with dots) per series, legend at the lower right.
+pub fn line_chart(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<Vec<PathBuf>, PlotError> {
+    let pts = || series.iter().flat_map(|s| s.points.iter().copied());
+    if pts().next().is_none() {
+        return Err(bad(title, "no points"));
+    }
+    if pts().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
+        return Err(bad(title, "a point is not finite"));
+    }
+    let (x0, x1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| {
+        (a.min(x), b.max(x))
+    });
+    let (y0, y1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| {
+        (a.min(y), b.max(y))
+    });
+    let x = padded(x0, x1, 0.02);
+    let y = padded(y0, y1, 0.05);
+    fn draw<DB: DrawingBackend>(
+        area: DrawingArea<DB, Shift>,
+        title: &str,
+        labels: (&str, &str),
+        range: ((f64, f64), (f64, f64)),
+        series: &[Series],
+    ) -> Result<(), String> {
+        area.fill(&WHITE).map_err(e2s)?;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(range.0 .0..range.0 .1, range.1 .0..range.1 .1)
+            .map_err(e2s)?;
+        chart
+            .configure_mesh()
+            .x_desc(labels.0)
+            .y_desc(labels.1)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e2s)?;
+        for (i, s) in series.iter().enumerate() {
+            let c = color(i);
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
+                .map_err(e2s)?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    s.points
+                        .iter()
+                        .map(|&(x, y)| Circle::new((x, y), 3, c.filled())),
+                )
+                .map_err(e2s)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e2s)?;
+        area.present().map_err(e2s)
+    }
+    let labels = (x_label, y_label);
+    render_both(
+        stem,
+        |a| draw(a, title, labels, (x, y), series),
+        |a| draw(a, title, labels, (x, y), series),
+    )
+}
+
+/// A histogram of `values` in `bins` equal bins over their range (widened to show every
+/// mark), with levels drawn solid and finite thresholds dashed.
+pub fn histogram(
+    stem: &Path,
+    title: &str,
+    values: &[f32],
+    bins: usize,
+    marks: &Marks,
+) -> Result<Vec<PathBuf>, PlotError> {
+    if values.is_empty() || bins == 0 {
+        return Err(bad(title, "no values"));
+    }
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(bad(title, "a value is not finite"));
+    }
+    let finite_marks = marks
+        .levels
+        .iter()
+        .chain(&marks.thresholds)
+        .filter(|v| v.is_finite());
+    let (lo, hi) = values
+        .iter()
+        .chain(finite_marks)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v as f64), b.max(v as f64))
+        });
+    let (lo, hi) = padded(lo, hi, 0.03);
+    let width = (hi - lo) / bins as f64;
+    let mut counts = vec![0u64; bins];
+    for &v in values {
+        let i = (((v as f64 - lo) / width) as usize).min(bins - 1);
+        counts[i] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.08;
+    fn draw<DB: DrawingBackend>(
+        area: DrawingArea<DB, Shift>,
+        title: &str,
+        (lo, hi, width, top): (f64, f64, f64, f64),
+        counts: &[u64],
+        marks: &Marks,
+    ) -> Result<(), String> {
+        area.fill(&WHITE).map_err(e2s)?;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(lo..hi, 0.0..top)
+            .map_err(e2s)?;
+        chart
+            .configure_mesh()
+            .x_desc("weight")
+            .y_desc("count")
+            .label_style(("sans-serif", 14))
+            .disable_x_mesh()
+            .draw()
+            .map_err(e2s)?;
+        let bar = RGBColor(120, 150, 190);
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, &c)| {
+                let x0 = lo + i as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], bar.filled())
+            }))
+            .map_err(e2s)?
+            .label("weights")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], bar.filled()));
+        let level = RGBColor(200, 30, 30);
+        let mut first = true;
+        for &l in &marks.levels {
+            let s = chart
+                .draw_series(LineSeries::new(
+                    [(l as f64, 0.0), (l as f64, top)],
+                    level.stroke_width(2),
+                ))
+                .map_err(e2s)?;
+            if std::mem::take(&mut first) {
+                s.label("levels").legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], level.stroke_width(2))
+                });
+            }
+        }
+        let thr = RGBColor(30, 30, 30);
+        let mut first = true;
+        for &t in marks.thresholds.iter().filter(|t| t.is_finite()) {
+            // Dashes by hand: short segments along the line (plotters 0.3's DashedLineSeries
+            // is not in every backend path we use).
+            let n = 40;
+            let seg = top / n as f64;
+            let dashes = (0..n).step_by(2).map(|k| {
+                PathElement::new(
+                    vec![
+                        (t as f64, k as f64 * seg),
+                        (t as f64, (k as f64 + 1.0) * seg),
+                    ],
+                    thr.stroke_width(2),
+                )
+            });
+            let s = chart.draw_series(dashes).map_err(e2s)?;
+            if std::mem::take(&mut first) {
+                s.label("thresholds").legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 6, y)], thr.stroke_width(2))
+                });
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e2s)?;
+        area.present().map_err(e2s)
+    }
+    let geo = (lo, hi, width, top);
+    render_both(
+        stem,
+        |a| draw(a, title, geo, &counts, marks),
+        |a| draw(a, title, geo, &counts, marks),
+    )
+}
+
+/// Grouped vertical bars: for each category (x), one bar per series, legend at upper right.
+pub fn grouped_bars(
+    stem: &Path,
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[(String, Vec<f64>)],
+) -> Result<Vec<PathBuf>, PlotError> {
+    if categories.is_empty() || series.is_empty() {
+        return Err(bad(title, "no bars"));
+    }
+    if let Some((name, _)) = series.iter().find(|(_, v)| v.len() != categories.len()) {
+        return Err(bad(
+            title,
+            format!("series '{name}' does not have one value per category"),
+        ));
+    }
+    if series.iter().flat_map(|(_, v)| v).any(|v| !v.is_finite()) {
+        return Err(bad(title, "a value is not finite"));
+    }
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-12)
+        * 1.15;
+    fn draw<DB: DrawingBackend>(
+        area: DrawingArea<DB, Shift>,
+        title: &str,
+        y_label: &str,
+        top: f64,
+        categories: &[String],
+        series: &[(String, Vec<f64>)],
+    ) -> Result<(), String> {
+        area.fill(&WHITE).map_err(e2s)?;
+        let n = categories.len();
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..n as f64, 0.0..top)
+            .map_err(e2s)?;
+        let cats = categories.to_vec();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&move |x| {
+                // Label only the centre of each group.
+                let i = x.floor();
+                if (x - i - 0.5).abs() < 1e-6 && (i as usize) < cats.len() {
+                    cats[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e2s)?;
+        let k = series.len() as f64;
+        let w = 0.8 / k;
+        for (j, (name, vals)) in series.iter().enumerate() {
+            let c = color(j);
+            chart
+                .draw_series(vals.iter().enumerate().map(|(i, &v)| {
+                    let x0 = i as f64 + 0.1 + j as f64 * w;
+                    Rectangle::new([(x0, 0.0), (x0 + w * 0.92, v)], c.filled())
+                }))
+                .map_err(e2s)?
+                .label(name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e2s)?;
+        area.present().map_err(e2s)
+    }
+    render_both(
+        stem,
+        |a| draw(a, title, y_label, top, categories, series),
+        |a| draw(a, title, y_label, top, categories, series),
+    )
+}
