@@ -1,19 +1,7 @@
 //! `twobit experiment`: the plan, a real (small) preset end to end on generated CIFAR-format
 //! data, and resumption.
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn twobit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twobit"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run twobit")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{s, twobit};
 
 #[test]
 fn unknown_preset_is_one_clear_error() {

@@ -3,20 +3,11 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use twobit_quant::{Granularity, Scheme};
 
-fn twobit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twobit"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run twobit")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{s, twobit};
 
 /// Deterministic pseudo-random weights.
 fn values(seed: u64, n: usize) -> Vec<f32> {

@@ -1,6 +1,7 @@
 //! The three chart kinds, each drawn by one function generic over the plotters backend so the
 //! PNG and the SVG are the same drawing.
 use crate::{render_both, PlotError};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,23 @@ fn padded(lo: f64, hi: f64, pad: f64) -> (f64, f64) {
 
 fn e2s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The legend box, the same on every chart.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(e2s)
 }
 
 /// A line chart: one line (with dots) per series, legend at the lower right.
@@ -124,14 +142,7 @@ pub fn line_chart(
                 )
                 .map_err(e2s)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(e2s)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         area.present().map_err(e2s)
     }
     let labels = (x_label, y_label);
@@ -246,14 +257,7 @@ pub fn histogram(
                 });
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(e2s)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         area.present().map_err(e2s)
     }
     let geo = (lo, hi, width, top);
@@ -338,14 +342,7 @@ pub fn grouped_bars(
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(e2s)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         area.present().map_err(e2s)
     }
     render_both(

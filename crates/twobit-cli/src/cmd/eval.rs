@@ -103,6 +103,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ips = n as f64 / infer.as_secs_f64().max(1e-9);
     let path = if args.fp32 {
         "fp32 (dequantized)".to_string()
+    } else if rt.weight_bytes() == rt.fp32_weight_bytes() {
+        // Nothing packed (an `fp` run): no 2-bit kernel is involved.
+        "fp32 (float file)".to_string()
     } else {
         format!("2-bit ({})", rt.kernel().name())
     };

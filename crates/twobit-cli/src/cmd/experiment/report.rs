@@ -168,6 +168,20 @@ pub fn layer_errors(stem: &Path) -> Option<Vec<(String, f64)>> {
     Some(out)
 }
 
+/// Seed 1's per-layer errors for each scheme of a setting that has them (see [`NO_ERROR`]).
+fn setting_errors(
+    groups: &[(&'static str, Vec<&Row<'_>>)],
+) -> Vec<(&'static str, Vec<(String, f64)>)> {
+    groups
+        .iter()
+        .filter(|(n, _)| !NO_ERROR.contains(n))
+        .filter_map(|(n, rs)| {
+            let r = rs.iter().find(|r| r.run.spec.seed == 1)?;
+            Some((*n, layer_errors(&r.run.spec.stem)?))
+        })
+        .collect()
+}
+
 /// Machine facts for the report: CPU model, cores, memory.
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -503,14 +517,7 @@ fn markdown(
             );
         }
         // Per-layer quantization error of seed 1.
-        let errs: Vec<(&str, Vec<(String, f64)>)> = groups
-            .iter()
-            .filter(|(n, _)| !NO_ERROR.contains(n))
-            .filter_map(|(n, rs)| {
-                let r = rs.iter().find(|r| r.run.spec.seed == 1)?;
-                Some((*n, layer_errors(&r.run.spec.stem)?))
-            })
-            .collect();
+        let errs = setting_errors(&groups);
         if let Some((_, first)) = errs.first() {
             let _ = writeln!(
                 md,
@@ -671,20 +678,13 @@ fn draw_plots(preset: &Preset, rows: &[Row<'_>], dir: &Path) -> anyhow::Result<V
                 &series,
             )?);
         }
-        let errs: Vec<(String, Vec<(String, f64)>)> = groups
-            .iter()
-            .filter(|(n, _)| !NO_ERROR.contains(n))
-            .filter_map(|(n, rs)| {
-                let r = rs.iter().find(|r| r.run.spec.seed == 1)?;
-                Some((n.to_string(), layer_errors(&r.run.spec.stem)?))
-            })
-            .collect();
+        let errs = setting_errors(&groups);
         if let Some((_, first)) = errs.first() {
             let cats: Vec<String> = first.iter().map(|(l, _)| l.clone()).collect();
             let series: Vec<(String, Vec<f64>)> = errs
                 .iter()
                 .filter(|(_, e)| e.len() == cats.len())
-                .map(|(n, e)| (n.clone(), e.iter().map(|(_, v)| *v).collect()))
+                .map(|(n, e)| (n.to_string(), e.iter().map(|(_, v)| *v).collect()))
                 .collect();
             out.extend(twobit_plot::grouped_bars(
                 &dir.join(format!("{}-qerror", s.id)),
