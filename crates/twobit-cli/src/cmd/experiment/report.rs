@@ -436,6 +436,13 @@ fn markdown(
             let v = get(a);
             if v.is_empty() || twn.is_empty() {
                 let _ = write!(md, " – |");
+            } else if v.len() < 2 || twn.len() < 2 {
+                // One seed has no spread to compare against.
+                let _ = write!(
+                    md,
+                    " {} (1 seed, no verdict) |",
+                    signed_pts(diff(&v, &twn).0)
+                );
             } else {
                 let (d, se) = diff(&v, &twn);
                 let _ = write!(
