@@ -293,7 +293,7 @@ pub fn grouped_bars(
         .flat_map(|(_, v)| v.iter().copied())
         .fold(0.0f64, f64::max)
         .max(1e-12)
-        * 1.15;
+        * 1.45;
     fn draw<DB: DrawingBackend>(
         area: DrawingArea<DB, Shift>,
         title: &str,
