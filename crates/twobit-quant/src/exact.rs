@@ -72,10 +72,23 @@ pub(crate) fn best_partition(p: &Prefix, segments: usize, pinned: bool) -> Parti
         .map(|j| if pinned { 0.0 } else { p.gain(0, j) })
         .collect();
     let mut args: Vec<Vec<usize>> = Vec::with_capacity(segments - 1);
-    for _ in 1..segments {
+    for l in 1..segments {
         let mut cur = vec![f64::NEG_INFINITY; m + 1];
         let mut arg = vec![0usize; m + 1];
-        layer(p, &prev, &mut cur, &mut arg, 0, m, 0, m);
+        if l + 1 == segments {
+            // Only the end point `m` of the last layer is read back: one O(m) scan instead
+            // of the whole O(m log m) layer (the bulk of a small group's cost, e.g. per
+            // channel). Same first-maximum rule as `layer`.
+            for (i, &pv) in prev.iter().enumerate() {
+                let v = pv + p.gain(i, m);
+                if v > cur[m] {
+                    cur[m] = v;
+                    arg[m] = i;
+                }
+            }
+        } else {
+            layer(p, &prev, &mut cur, &mut arg, 0, m, 0, m);
+        }
         prev = cur;
         args.push(arg);
     }
