@@ -11,11 +11,16 @@ use gen::weights;
 
 /// Median wall time of `quantize` in milliseconds.
 fn time(w: &[f32], s: Scheme) -> f64 {
+    time_shaped(w, &[w.len()], s, Granularity::Tensor)
+}
+
+/// Median wall time of `quantize` with a shape and granularity, in milliseconds.
+fn time_shaped(w: &[f32], shape: &[usize], s: Scheme, g: Granularity) -> f64 {
     let reps = if w.len() > 4_000_000 { 5 } else { 15 };
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let t0 = Instant::now();
-            let q = quantize(w, &[w.len()], s, Granularity::Tensor).expect("finite input");
+            let q = quantize(w, shape, s, g).expect("finite input");
             std::hint::black_box(q);
             t0.elapsed().as_secs_f64() * 1e3
         })
@@ -60,4 +65,22 @@ fn main() {
             });
         }
     }
+    // Per output channel, many small groups: the MLP's fc1 (300 rows of 784) as in
+    // `twobit experiment fmnist`'s per-channel setting.
+    let (rows, cols) = (300, 784);
+    let w = weights(rows * cols, false, 0x5eed);
+    println!("per channel, {rows}x{cols} normal ({rows} groups of {cols})");
+    pool.install(|| {
+        let base = time_shaped(&w, &[rows, cols], Scheme::Twn, Granularity::Channel);
+        for s in Scheme::ALL {
+            let t = time_shaped(&w, &[rows, cols], s, Granularity::Channel);
+            println!(
+                "{:>10} {:>8} {:>10} {t:>9.2} {:>9.2}",
+                rows * cols,
+                "normal",
+                s.name(),
+                t / base
+            );
+        }
+    });
 }
