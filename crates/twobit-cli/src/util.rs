@@ -35,6 +35,13 @@ pub fn float_tensor(dtype: FloatDtype, view: &TensorView<'_>) -> FloatTensor {
     }
 }
 
+/// `path` with `suffix` appended to its file name (`a.twobit` → `a.twobit.ckpt`).
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    std::path::PathBuf::from(s)
+}
+
 /// Reads a whole input file (so writing the output over it later is safe).
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
@@ -87,16 +94,26 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Parses `bytes` (read from `path`) as safetensors, after our own container checks (which
+/// catch offsets the safetensors crate would overflow on).
+pub fn parse_safetensors<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+) -> anyhow::Result<safetensors::SafeTensors<'a>> {
+    let bad = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display())
+    };
+    twobit_format::check_container(bytes).map_err(|e| bad(&e))?;
+    safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(&e))
+}
+
 /// The float tensors of any safetensors file (a plain one, or a `.twobit` file's float
 /// tensors), as they are stored; integer tensors are skipped.
 pub fn read_float_tensors(
     path: &Path,
 ) -> anyhow::Result<std::collections::BTreeMap<String, FloatTensor>> {
     let bytes = read_file(path)?;
-    twobit_format::check_container(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    let st = parse_safetensors(&bytes, path)?;
     Ok(st
         .iter()
         .filter_map(|(name, v)| {

@@ -75,20 +75,11 @@ pub(crate) fn best_partition(p: &Prefix, segments: usize, pinned: bool) -> Parti
     for l in 1..segments {
         let mut cur = vec![f64::NEG_INFINITY; m + 1];
         let mut arg = vec![0usize; m + 1];
-        if l + 1 == segments {
-            // Only the end point `m` of the last layer is read back: one O(m) scan instead
-            // of the whole O(m log m) layer (the bulk of a small group's cost, e.g. per
-            // channel). Same first-maximum rule as `layer`.
-            for (i, &pv) in prev.iter().enumerate() {
-                let v = pv + p.gain(i, m);
-                if v > cur[m] {
-                    cur[m] = v;
-                    arg[m] = i;
-                }
-            }
-        } else {
-            layer(p, &prev, &mut cur, &mut arg, 0, m, 0, m);
-        }
+        // Only the end point `m` of the last layer is read back: computing just that point is
+        // one O(m) scan instead of the whole O(m log m) layer (the bulk of a small group's
+        // cost, e.g. per channel).
+        let jlo = if l + 1 == segments { m } else { 0 };
+        layer(p, &prev, &mut cur, &mut arg, jlo, m, 0, m);
         prev = cur;
         args.push(arg);
     }

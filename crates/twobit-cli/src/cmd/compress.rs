@@ -4,7 +4,6 @@ use crate::util::{self, shape_str};
 use anyhow::{anyhow, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use regex::Regex;
-use safetensors::SafeTensors;
 use serde_json::json;
 use std::path::PathBuf;
 use twobit_format::{write_atomic, Model, PackedTensor, Tensor};
@@ -75,18 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         util::check_output_dir(&args.output)?;
     }
     let bytes = util::read_file(&args.input)?;
-    twobit_format::check_container(&bytes).map_err(|e| {
-        anyhow!(
-            "{}: not a valid safetensors file: {e}",
-            args.input.display()
-        )
-    })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-        anyhow!(
-            "{}: not a valid safetensors file: {e}",
-            args.input.display()
-        )
-    })?;
+    let st = util::parse_safetensors(&bytes, &args.input)?;
     let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
     names.sort();
 

@@ -90,9 +90,7 @@ fn plot(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
         .map(str::parse::<twobit_quant::Scheme>)
         .transpose()?;
     let latent = args.latent.clone().or_else(|| {
-        let mut s = args.file.as_os_str().to_owned();
-        s.push(".latent.safetensors");
-        let p = PathBuf::from(s);
+        let p = util::with_suffix(&args.file, ".latent.safetensors");
         p.is_file().then_some(p)
     });
     let prefix = args.file.file_stem().map_or_else(

@@ -1,9 +1,10 @@
 //! `twobit train`: quantization-aware training; writes a `.twobit` file, a per-epoch JSON-lines
 //! log (`FILE.log.jsonl`) and a checkpoint (`FILE.ckpt`) next to it.
+use crate::util::with_suffix;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use twobit_data::DatasetKind;
 use twobit_train::{
     EpochLog, ModelKind, OptimizerKind, Progress, RunOptions, ScheduleKind, TrainConfig, TrainData,
@@ -71,13 +72,6 @@ pub struct Args {
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
     json: bool,
-}
-
-/// `path` with `suffix` appended to its file name (`a.twobit` → `a.twobit.ckpt`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// Progress bar per epoch on stderr.

@@ -6,11 +6,12 @@ mod runner;
 mod stats;
 mod synth;
 
+use crate::util::with_suffix;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use presets::{preset, Preset, NAMES};
 use report::{Run, TorchRun};
-use runner::{load_record, path_with, plan};
+use runner::{load_record, plan};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -66,16 +67,9 @@ fn select(mut p: Preset, only: Option<&str>) -> anyhow::Result<Preset> {
 
 /// PyTorch reference runs for the preset's lenet5 default setting (fp and TWN).
 fn torch_plan(p: &Preset, seeds: u64, root: &Path) -> Vec<(String, u64, usize, PathBuf)> {
-    let Some(s) = p
-        .settings
-        .iter()
-        .find(|s| s.model == "lenet5" && !s.quantize_all)
-    else {
+    let Some(s) = p.torch_setting() else {
         return Vec::new();
     };
-    if p.dataset != "fashion-mnist" {
-        return Vec::new();
-    }
     let mut v = Vec::new();
     for seed in 1..=seeds {
         for scheme in ["fp", "twn"] {
@@ -89,7 +83,7 @@ fn torch_plan(p: &Preset, seeds: u64, root: &Path) -> Vec<(String, u64, usize, P
 fn load_torch(plan: &[(String, u64, usize, PathBuf)]) -> Vec<TorchRun> {
     plan.iter()
         .filter_map(|(scheme, _, _, stem)| {
-            let text = std::fs::read_to_string(path_with(stem, ".json")).ok()?;
+            let text = std::fs::read_to_string(with_suffix(stem, ".json")).ok()?;
             let v: serde_json::Value = serde_json::from_str(&text).ok()?;
             Some(TorchRun {
                 scheme: scheme.clone(),
@@ -147,17 +141,10 @@ fn run_torch(
     if !out.status.success() {
         bail!("`{command}` failed ({})", out.status);
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("`{command}` printed no JSON line"))?;
-    let result: serde_json::Value =
-        serde_json::from_str(line).with_context(|| format!("`{command}`: bad JSON"))?;
+    let result = runner::last_json(&out.stdout, &command)?;
     let rec = serde_json::json!({ "command": command, "result": result });
     twobit_format::write_atomic(
-        &path_with(stem, ".json"),
+        &with_suffix(stem, ".json"),
         serde_json::to_string_pretty(&rec)?.as_bytes(),
     )?;
     Ok(())
@@ -287,7 +274,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.finish_and_clear();
         if let Some(python) = &args.pytorch {
             for (scheme, seed, epochs, stem) in &tplan {
-                if path_with(stem, ".json").exists() {
+                if with_suffix(stem, ".json").exists() {
                     continue;
                 }
                 eprintln!("PyTorch reference: {scheme} seed {seed}, {epochs} epochs");

@@ -42,6 +42,19 @@ pub struct Preset {
     pub about: &'static str,
 }
 
+impl Preset {
+    /// The setting `reference/lenet5_fmnist.py` reproduces (Fashion-MNIST LeNet-5, first and
+    /// last layers float), if the preset has it.
+    pub fn torch_setting(&self) -> Option<&Setting> {
+        if self.dataset != "fashion-mnist" {
+            return None;
+        }
+        self.settings
+            .iter()
+            .find(|s| s.model == "lenet5" && !s.quantize_all)
+    }
+}
+
 /// Every scheme `twobit train` knows, baseline first.
 pub const ALL_SCHEMES: &[&str] = &["fp", "twn", "atn", "ttq", "tern", "quat", "quat-free"];
 

@@ -1,9 +1,10 @@
 //! The report of a preset: `results/NAME.md`, `NAME.csv` (mean ± std per setting and scheme),
 //! `NAME-runs.csv` (one line per run) and the plots under `results/NAME/`.
 use super::presets::{Preset, Setting};
-use super::runner::{path_with, RunRecord, RunSpec};
+use super::runner::{RunRecord, RunSpec};
 use super::stats::{diff, mean_std, verdict};
 use crate::cmd::plots;
+use crate::util::with_suffix;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,7 @@ fn row(run: &Run) -> Option<Row<'_>> {
         eval_match: (acc * images).round() == (eval_acc * images).round(),
         file_bytes: num(&r.train, "file_bytes"),
         fp32_bytes: num(&r.train, "fp32_bytes"),
-        bpw: packed_bits_per_weight(&path_with(&run.spec.stem, ".twobit")),
+        bpw: packed_bits_per_weight(&with_suffix(&run.spec.stem, ".twobit")),
         ips: num(&r.train, "images_per_second"),
     })
 }
@@ -129,7 +130,7 @@ fn mean_of(rs: &[&Row<'_>], f: impl Fn(&Row<'_>) -> f64) -> f64 {
 fn curve(rs: &[&Row<'_>]) -> Vec<(f64, f64)> {
     let mut per_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for r in rs {
-        let log = path_with(&r.run.spec.stem, ".twobit.log.jsonl");
+        let log = with_suffix(&r.run.spec.stem, ".twobit.log.jsonl");
         let Ok(text) = std::fs::read_to_string(&log) else {
             continue;
         };
@@ -152,8 +153,8 @@ fn curve(rs: &[&Row<'_>]) -> Vec<(f64, f64)> {
 /// Per packed layer, `||w - q|| / ||w||` between the float shadow weights (seed 1's
 /// `.latent.safetensors`) and the stored quantized weights.
 pub fn layer_errors(stem: &Path) -> Option<Vec<(String, f64)>> {
-    let file = Model::load(&path_with(stem, ".twobit")).ok()?;
-    let latent = Model::load(&path_with(stem, ".twobit.latent.safetensors")).ok()?;
+    let file = Model::load(&with_suffix(stem, ".twobit")).ok()?;
+    let latent = Model::load(&with_suffix(stem, ".twobit.latent.safetensors")).ok()?;
     let mut out = Vec::new();
     for (name, t) in &file.tensors {
         let (Tensor::Packed(p), Some(Tensor::Float(f))) = (t, latent.tensors.get(name)) else {
@@ -168,10 +169,11 @@ pub fn layer_errors(stem: &Path) -> Option<Vec<(String, f64)>> {
     Some(out)
 }
 
+/// Per scheme, seed 1's `(layer, error)` list.
+type LayerErrors = Vec<(&'static str, Vec<(String, f64)>)>;
+
 /// Seed 1's per-layer errors for each scheme of a setting that has them (see [`NO_ERROR`]).
-fn setting_errors(
-    groups: &[(&'static str, Vec<&Row<'_>>)],
-) -> Vec<(&'static str, Vec<(String, f64)>)> {
+fn setting_errors(groups: &[(&'static str, Vec<&Row<'_>>)]) -> LayerErrors {
     groups
         .iter()
         .filter(|(n, _)| !NO_ERROR.contains(n))
@@ -253,13 +255,28 @@ pub fn write(
     let plot_dir = results.join(preset.name);
     let mut plots_out = Vec::new();
     let mut plot_error = None;
+    // One pass over the seed-1 files and their shadow weights serves the tables and the plots.
+    let errors: Vec<LayerErrors> = preset
+        .settings
+        .iter()
+        .map(|s| setting_errors(&by_scheme(preset, s, &rows)))
+        .collect();
     if with_plots && !rows.is_empty() {
-        match draw_plots(preset, &rows, &plot_dir) {
+        match draw_plots(preset, &rows, &errors, &plot_dir) {
             Ok(p) => plots_out = p,
             Err(e) => plot_error = Some(format!("{e:#}")),
         }
     }
-    let md = markdown(preset, runs, &rows, torch, &plot_dir, results, &plot_error);
+    let md = markdown(
+        preset,
+        runs,
+        &rows,
+        &errors,
+        torch,
+        &plot_dir,
+        results,
+        &plot_error,
+    );
     let md_path = results.join(format!("{}.md", preset.name));
     let csv_path = results.join(format!("{}.csv", preset.name));
     let runs_path = results.join(format!("{}-runs.csv", preset.name));
@@ -358,6 +375,7 @@ fn markdown(
     preset: &Preset,
     runs: &[Run],
     rows: &[Row<'_>],
+    errors: &[LayerErrors],
     torch: &[TorchRun],
     plot_dir: &Path,
     results: &Path,
@@ -464,7 +482,7 @@ fn markdown(
         );
     }
 
-    for s in &preset.settings {
+    for (s, errs) in preset.settings.iter().zip(errors) {
         let groups = by_scheme(preset, s, rows);
         let _ = writeln!(md, "## {}: {}\n", s.id, s.title);
         let _ = writeln!(
@@ -524,7 +542,6 @@ fn markdown(
             );
         }
         // Per-layer quantization error of seed 1.
-        let errs = setting_errors(&groups);
         if let Some((_, first)) = errs.first() {
             let _ = writeln!(
                 md,
@@ -536,7 +553,7 @@ fn markdown(
             }
             let _ = writeln!(md);
             let _ = writeln!(md, "|---|{}", "---|".repeat(first.len()));
-            for (n, e) in &errs {
+            for (n, e) in errs {
                 let _ = write!(md, "| {n} |");
                 for (_, v) in e {
                     let _ = write!(md, " {v:.3} |");
@@ -583,12 +600,7 @@ fn markdown(
     }
 
     let _ = writeln!(md, "## PyTorch cross-check\n");
-    let has_lenet_default = preset
-        .settings
-        .iter()
-        .any(|s| s.model == "lenet5" && !s.quantize_all)
-        && preset.dataset == "fashion-mnist";
-    if !has_lenet_default {
+    if preset.torch_setting().is_none() {
         let _ = writeln!(
             md,
             "This preset has no Fashion-MNIST LeNet-5 setting with first and last layers float, which is what `reference/lenet5_fmnist.py` trains; see the `fmnist` preset.\n"
@@ -606,10 +618,7 @@ fn markdown(
 }
 
 fn torch_section(md: &mut String, preset: &Preset, rows: &[Row<'_>], torch: &[TorchRun]) {
-    let setting = preset
-        .settings
-        .iter()
-        .find(|s| s.model == "lenet5" && !s.quantize_all);
+    let setting = preset.torch_setting();
     let _ = writeln!(
         md,
         "Same machine, same recipe (LeNet-5, first and last layers float, batch 128, SGD 0.05 cosine, weight decay 5e-4), threads = cores. PyTorch runs by `{}`.\n",
@@ -663,9 +672,14 @@ fn torch_section(md: &mut String, preset: &Preset, rows: &[Row<'_>], torch: &[To
 }
 
 /// Accuracy curves and error bars per setting, histograms for seed 1 of the first setting.
-fn draw_plots(preset: &Preset, rows: &[Row<'_>], dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+fn draw_plots(
+    preset: &Preset,
+    rows: &[Row<'_>],
+    errors: &[LayerErrors],
+    dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for s in &preset.settings {
+    for (s, errs) in preset.settings.iter().zip(errors) {
         let groups = by_scheme(preset, s, rows);
         let series: Vec<twobit_plot::Series> = groups
             .iter()
@@ -685,7 +699,6 @@ fn draw_plots(preset: &Preset, rows: &[Row<'_>], dir: &Path) -> anyhow::Result<V
                 &series,
             )?);
         }
-        let errs = setting_errors(&groups);
         if let Some((_, first)) = errs.first() {
             let cats: Vec<String> = first.iter().map(|(l, _)| l.clone()).collect();
             let series: Vec<(String, Vec<f64>)> = errs
@@ -709,8 +722,8 @@ fn draw_plots(preset: &Preset, rows: &[Row<'_>], dir: &Path) -> anyhow::Result<V
             }) else {
                 continue;
             };
-            let file = path_with(&r.run.spec.stem, ".twobit");
-            let latent = path_with(&r.run.spec.stem, ".twobit.latent.safetensors");
+            let file = with_suffix(&r.run.spec.stem, ".twobit");
+            let latent = with_suffix(&r.run.spec.stem, ".twobit.latent.safetensors");
             out.extend(plots::histograms(
                 &file,
                 Some(&latent),

@@ -5,6 +5,7 @@
 //! A run is finished when both JSON answers are stored next to its file; an interrupted run
 //! continues from its checkpoint.
 use super::presets::{scheme_args, Preset, Setting};
+use crate::util::with_suffix;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ fn spec(
         )
     };
     let stem = root.join(format!("{tag}-s{seed}"));
-    let file = path_with(&stem, ".twobit");
+    let file = with_suffix(&stem, ".twobit");
     let mut train: Vec<String> = vec![
         "train".into(),
         "--model".into(),
@@ -136,16 +137,9 @@ fn spec(
     }
 }
 
-/// `stem` + `suffix` (suffix appended to the file name).
-pub fn path_with(stem: &Path, suffix: &str) -> PathBuf {
-    let mut s = stem.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// The stored record of a finished run, if any (a damaged record counts as not finished).
 pub fn load_record(run: &RunSpec) -> Option<RunRecord> {
-    let text = std::fs::read_to_string(path_with(&run.stem, ".json")).ok()?;
+    let text = std::fs::read_to_string(with_suffix(&run.stem, ".json")).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -193,13 +187,19 @@ fn child_json(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<serde_j
             log.display()
         );
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    last_json(&out.stdout, &command_line(args))
+}
+
+/// The last line of `stdout` that is a JSON object (the `--json` answer; progress and report
+/// lines may come before it).
+pub fn last_json(stdout: &[u8], command: &str) -> anyhow::Result<serde_json::Value> {
+    let stdout = String::from_utf8_lossy(stdout);
     let line = stdout
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("`{}` printed no JSON", command_line(args)))?;
-    serde_json::from_str(line).with_context(|| format!("`{}`: bad JSON", command_line(args)))
+        .with_context(|| format!("`{command}` printed no JSON line"))?;
+    serde_json::from_str(line).with_context(|| format!("`{command}`: bad JSON"))
 }
 
 /// Trains (resuming from a checkpoint if one is there), evaluates from the file, stores the
@@ -209,12 +209,12 @@ pub fn execute(exe: &Path, run: &RunSpec) -> anyhow::Result<RunRecord> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let start = Instant::now();
-    let ckpt = path_with(&run.stem, ".twobit.ckpt");
+    let ckpt = with_suffix(&run.stem, ".twobit.ckpt");
     let mut train = run.train_args.clone();
     if ckpt.exists() {
         train.push("--resume".into());
     }
-    let log = path_with(&run.stem, ".stderr");
+    let log = with_suffix(&run.stem, ".stderr");
     let t = child_json(exe, &train, &log)?;
     let e = child_json(exe, &run.eval_args, &log)?;
     let record = RunRecord {
@@ -224,7 +224,7 @@ pub fn execute(exe: &Path, run: &RunSpec) -> anyhow::Result<RunRecord> {
         commands: [command_line(&run.train_args), command_line(&run.eval_args)],
     };
     let json = serde_json::to_string_pretty(&record)?;
-    twobit_format::write_atomic(&path_with(&run.stem, ".json"), json.as_bytes())?;
+    twobit_format::write_atomic(&with_suffix(&run.stem, ".json"), json.as_bytes())?;
     // The checkpoint (optimizer state) is only needed to resume; the run is done.
     let _ = std::fs::remove_file(&ckpt);
     Ok(record)
