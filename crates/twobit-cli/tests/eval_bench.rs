@@ -153,4 +153,78 @@ fn bench_compares_packed_and_fp32() {
     );
     assert_eq!(fp32, 784 * 10 * 4);
     assert!(packed * 10 < fp32, "{packed} vs {fp32}");
+
+    // Every kernel gives the fp32 predictions; an unknown one is a one-line error.
+    let m = model.to_str().unwrap();
+    for k in ["portable", "avx2", "avx512"] {
+        let (ok, out, err) = twobit(&[
+            "bench", m, "--batch", "9", "--iters", "1", "--kernel", k, "--json",
+        ]);
+        if !ok {
+            // Only a CPU without that instruction set may refuse it.
+            assert!(err.contains("this CPU cannot run"), "{k}: {err}");
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["argmax_agreement"], 1.0, "{k}: {v}");
+        assert!(
+            v["kernel"].as_str().unwrap().starts_with(&k[..4]),
+            "{k}: {v}"
+        );
+    }
+    let (ok, _, err) = twobit(&["bench", m, "--kernel", "neon"]);
+    assert!(
+        !ok && err.starts_with("error: unknown kernel 'neon'") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// The tensors of a .twobit file (name -> bytes), without the metadata.
+fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn train_in_two_invocations_equals_one_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    dataset(dir.path(), 200);
+    let (full, part) = (
+        dir.path().join("full.twobit"),
+        dir.path().join("part.twobit"),
+    );
+    let args = |out: &Path| {
+        let mut a: Vec<String> = "train --model mlp --dataset fashion-mnist --scheme quat --epochs 3 --batch-size 32 --json --data-dir"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        a.extend([d.to_string(), "--out".into(), out.to_str().unwrap().into()]);
+        a
+    };
+    let run = |extra: &[&str], out: &Path| {
+        let mut a = args(out);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (ok, out, err) = twobit(&a);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["epochs"].as_u64().unwrap()
+    };
+    assert_eq!(run(&[], &full), 3);
+    assert_eq!(run(&["--stop-after", "1"], &part), 1);
+    assert_eq!(run(&["--resume"], &part), 3);
+    let (a, b) = (tensor_bytes(&full), tensor_bytes(&part));
+    assert!(a.len() >= 6, "{} tensors", a.len());
+    assert!(
+        a == b,
+        "the resumed run's file differs from the uninterrupted run's"
+    );
 }

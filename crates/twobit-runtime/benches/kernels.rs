@@ -1,5 +1,9 @@
 //! Packed 2-bit kernels vs fp32 `gemm`, same process and thread pool:
 //! 4096x4096 GEMV at batch 1, and vgg7's 3x3 convolutions at batch 64.
+//!
+//! The packed path runs with the kernel chosen at run time and, when that is AVX-512, also
+//! with the AVX2 kernel: the `gemm` crate's fp32 GEMM uses AVX2+FMA on stable Rust, so the
+//! AVX2 row is the same-vector-width comparison.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,21 +38,32 @@ fn matrix(rng: &mut StdRng, rows: usize, cols: usize, quat: bool) -> PackedMatri
     PackedMatrix::from_codes(rows, cols, &codes, &levels).expect("valid matrix")
 }
 
+/// The detected kernel, then AVX2 when the detected one is wider.
+fn packed_kernels() -> Vec<(Kernel, &'static str)> {
+    let best = Kernel::detect();
+    let mut ks = vec![(best, "")];
+    if best == Kernel::Avx512 {
+        ks.push((Kernel::Avx2, "_avx2"));
+    }
+    ks
+}
+
 fn gemv(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(7);
     let n = 4096;
     let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let kernel = Kernel::detect();
     let mut g = c.benchmark_group("gemv_4096x4096_batch1");
     for quat in [false, true] {
         let m = matrix(&mut rng, n, n, quat);
         let mut y = vec![0f32; n];
-        let name = if quat {
-            "packed_quaternary"
-        } else {
-            "packed_ternary"
-        };
-        g.bench_function(name, |b| b.iter(|| m.gemv(kernel, black_box(&x), &mut y)));
+        for (kernel, suffix) in packed_kernels() {
+            let name = if quat {
+                format!("packed_quaternary{suffix}")
+            } else {
+                format!("packed_ternary{suffix}")
+            };
+            g.bench_function(name, |b| b.iter(|| m.gemv(kernel, black_box(&x), &mut y)));
+        }
         if !quat {
             let w = m.dequantize();
             g.bench_function("fp32_gemm", |b| {
@@ -62,7 +77,6 @@ fn gemv(c: &mut Criterion) {
 fn vgg7_convs(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(8);
     let batch = 64;
-    let kernel = Kernel::detect();
     let mut g = c.benchmark_group("vgg7_conv3x3_batch64");
     for &(cin, o, hw) in &[
         (3, 128, 32),
@@ -88,9 +102,12 @@ fn vgg7_convs(c: &mut Criterion) {
             .collect();
         let (scale, shift) = (vec![1.0f32; o], vec![0.0f32; o]);
         let id = format!("{cin}-{o}@{hw}");
-        g.bench_with_input(BenchmarkId::new("packed_ternary", &id), &x, |b, x| {
-            b.iter(|| conv2d_packed(&m, &geom, kernel, x, batch, &scale, &shift, false))
-        });
+        for (kernel, suffix) in packed_kernels() {
+            let name = format!("packed_ternary{suffix}");
+            g.bench_with_input(BenchmarkId::new(name, &id), &x, |b, x| {
+                b.iter(|| conv2d_packed(&m, &geom, kernel, x, batch, &scale, &shift, false))
+            });
+        }
         g.bench_with_input(BenchmarkId::new("fp32_im2col_gemm", &id), &x, |b, x| {
             b.iter(|| conv2d_f32(&w, o, &geom, x, batch, &scale, &shift, false))
         });

@@ -14,7 +14,7 @@ mod model;
 pub mod ops;
 mod tensors;
 
-pub use kernels::{Kernel, PackedMatrix};
+pub use kernels::{BlockWords, Kernel, PackedMatrix};
 pub use model::{LayerTime, Runtime};
 
 /// Why a model could not be loaded or run. One variant per failure.

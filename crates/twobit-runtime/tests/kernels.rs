@@ -69,10 +69,7 @@ fn close(a: &[f32], b: &[f32], what: &str) {
 }
 
 fn kernels() -> Vec<Kernel> {
-    [Kernel::Portable, Kernel::Avx2]
-        .into_iter()
-        .filter(|k| k.available())
-        .collect()
+    Kernel::all_available()
 }
 
 #[test]
@@ -121,7 +118,7 @@ fn gemv_and_tile_paths_agree_with_reference() {
                     xt[i * TILE + 5] = *v;
                 }
                 let mut out = vec![0f32; rows * TILE];
-                m.tile_matmul(k, &xt, &mut Vec::new(), &mut out);
+                m.tile_matmul(k, &m.block_words(), &xt, &mut Vec::new(), &mut out);
                 let col: Vec<f32> = (0..rows).map(|o| out[o * TILE + 5]).collect();
                 close(&col, &want, &format!("tile {k:?} {rows}x{cols}"));
                 assert!((0..rows)

@@ -169,10 +169,7 @@ fn file_round_trip_packed_matches_dequantized_fp32() {
         let x = input(&mut rng, batch * 3 * 11 * 9);
         let want = fp.forward_raw(&x, batch);
         assert_eq!(want.len(), batch * 10);
-        for k in [Kernel::Portable, Kernel::Avx2]
-            .into_iter()
-            .filter(|k| k.available())
-        {
+        for k in Kernel::all_available() {
             rt.set_kernel(k);
             let got = rt.forward_raw(&x, batch);
             let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));

@@ -195,6 +195,16 @@ impl<'a> Trainer<'a> {
         progress: &mut dyn Progress,
     ) -> Result<Trained<M>, TrainError> {
         let cfg = self.config;
+        // Forward weights are looked up by slot: a model whose slots do not run 0..n (built
+        // from an `Init` that already built another model) would silently train in float.
+        for (i, (name, layer)) in model.weight_layers().iter().enumerate() {
+            if layer.slot() != i {
+                return Err(TrainError::InvalidConfig(format!(
+                    "layer {name} has slot {} instead of {i}: build each model with a fresh Init",
+                    layer.slot()
+                )));
+            }
+        }
         let splits = &self.data.splits;
         let train = &splits.train;
         let test = &splits.test;

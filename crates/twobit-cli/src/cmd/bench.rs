@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::time::Duration;
-use twobit_runtime::{LayerTime, Runtime};
+use twobit_runtime::{Kernel, LayerTime, Runtime};
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -19,9 +19,27 @@ pub struct Args {
     /// Untimed warm-up passes per path.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// Packed kernel: `auto` (the best this CPU runs), `avx512`, `avx2` or `portable`.
+    #[arg(long, default_value = "auto")]
+    pub kernel: String,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The kernel named on the command line; one this CPU cannot run is an error.
+fn parse_kernel(name: &str) -> anyhow::Result<Kernel> {
+    let k = match name {
+        "auto" => return Ok(Kernel::detect()),
+        "avx512" => Kernel::Avx512,
+        "avx2" => Kernel::Avx2,
+        "portable" => Kernel::Portable,
+        other => bail!("unknown kernel '{other}' (expected auto, avx512, avx2 or portable)"),
+    };
+    if !k.available() {
+        bail!("this CPU cannot run the {name} kernel");
+    }
+    Ok(k)
 }
 
 /// Mean time per layer over `iters` passes, and the last logits.
@@ -66,8 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.iters > u32::MAX as usize {
         bail!("--iters is too large");
     }
-    let packed =
+    let kernel = parse_kernel(&args.kernel)?;
+    let mut packed =
         Runtime::load(&args.file).with_context(|| format!("cannot run {}", args.file.display()))?;
+    packed.set_kernel(kernel);
     let fp32 = packed.dequantized();
     // Deterministic pseudo-random normalised input: timing does not depend on the values
     // (no data-dependent skipping of activations).

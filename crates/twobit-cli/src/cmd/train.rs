@@ -65,6 +65,10 @@ pub struct Args {
     /// Continue from the checkpoint next to the output file.
     #[arg(long)]
     resume: bool,
+    /// Stop after N epochs in this invocation (the file holds the model so far; `--resume`
+    /// continues the run).
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
     /// Also write the float shadow weights of the quantized layers to
     /// `OUT.latent.safetensors` (for `twobit inspect --plot`, or to continue training elsewhere).
     #[arg(long)]
@@ -176,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         resume: args.resume,
         log: Some(log),
         provenance,
-        stop_after: None,
+        stop_after: args.stop_after,
     };
     let mut bar = Bar {
         bar: None,

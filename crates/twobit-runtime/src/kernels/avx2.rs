@@ -100,11 +100,18 @@ pub(crate) unsafe fn gemv_rows(m: &PackedMatrix, xp: &[f32], total: f32, r0: usi
 /// # Safety
 /// The CPU must support AVX2 and FMA; sizes as checked by `PackedMatrix::tile_matmul`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn tile(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out: &mut [f32]) {
+pub(crate) unsafe fn tile(
+    m: &PackedMatrix,
+    words: &[[u32; 2]],
+    xt: &[f32],
+    tables: &mut [f32],
+    out: &mut [f32],
+) {
     use super::portable::{BLOCK_BYTES, TABLE_LEN};
     use super::TILE;
     const V: usize = TILE / 8;
     debug_assert!(tables.len() >= TABLE_LEN && out.len() >= m.rows * TILE);
+    debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK_BYTES) * m.rows);
     debug_assert!(xt.len() >= m.stride * 8 * TILE);
     let tb = tables.as_mut_ptr();
     let xp = xt.as_ptr();
@@ -145,22 +152,7 @@ pub(crate) unsafe fn tile(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out:
             }
         }
         for o in 0..m.rows {
-            let pb = m.plus.as_ptr().add(o * m.stride + b0);
-            let nb = m.minus.as_ptr().add(o * m.stride + b0);
-            // The block's plane bits as one word each (bytes past the row end read as 0).
-            let (p, n) = if nbytes == BLOCK_BYTES {
-                (
-                    (pb as *const u32).read_unaligned(),
-                    (nb as *const u32).read_unaligned(),
-                )
-            } else {
-                let mut pw = [0u8; 4];
-                let mut nw = [0u8; 4];
-                pw[..nbytes].copy_from_slice(std::slice::from_raw_parts(pb, nbytes));
-                nw[..nbytes].copy_from_slice(std::slice::from_raw_parts(nb, nbytes));
-                (u32::from_le_bytes(pw), u32::from_le_bytes(nw))
-            };
-            let (p, n) = (u32::from_le(p), u32::from_le(n));
+            let [p, n] = *words.get_unchecked((b0 / BLOCK_BYTES) * m.rows + o);
             let mut ap = [zero; V];
             let mut an = [zero; V];
             let mut ab = [zero; V];

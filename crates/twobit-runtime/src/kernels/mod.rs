@@ -9,6 +9,7 @@
 //! case (`l1 = 0`, no code 3) this is exactly `a_p·Σx[pos] - a_n·Σx[neg]`: additions only,
 //! zeros skipped. Memory stays at 2 bits per weight plus 16 bytes of coefficients per row.
 mod avx2;
+mod avx512;
 mod portable;
 mod reference;
 
@@ -27,6 +28,8 @@ pub enum Kernel {
     Portable,
     /// AVX2 + FMA intrinsics / codegen (x86-64 only, chosen at run time).
     Avx2,
+    /// AVX-512F masked adds and 512-bit LUT tiles (x86-64 only, chosen at run time).
+    Avx512,
 }
 
 impl Kernel {
@@ -34,18 +37,37 @@ impl Kernel {
     pub fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            let fma = is_x86_feature_detected!("fma");
+            if is_x86_feature_detected!("avx512f") && fma {
+                return Kernel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && fma {
                 return Kernel::Avx2;
             }
         }
         Kernel::Portable
     }
 
+    /// Every kernel this CPU can run, portable first.
+    pub fn all_available() -> Vec<Kernel> {
+        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .filter(|k| k.available())
+            .collect()
+    }
+
     /// True when this kernel can run on this CPU.
     pub fn available(self) -> bool {
         match self {
             Kernel::Portable => true,
-            Kernel::Avx2 => Kernel::detect() == Kernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => false,
         }
     }
 
@@ -54,9 +76,18 @@ impl Kernel {
         match self {
             Kernel::Portable => "portable",
             Kernel::Avx2 => "avx2+fma",
+            Kernel::Avx512 => "avx512f",
         }
     }
 }
+
+/// A matrix's plane bits block-major: entry `b * rows + o` holds row `o`'s plus and minus
+/// bits for columns `32b..32b+32` (zero past the row end). The tile kernels visit every row
+/// once per 32-column block; row-major planes put each row's 4 bytes on another cache line,
+/// this layout streams 8 bytes per row. Transient (built per layer call), so resident weight
+/// memory stays at the row-major planes.
+#[derive(Clone, Debug)]
+pub struct BlockWords(Vec<[u32; 2]>);
 
 /// A 2-bit weight matrix `[rows, cols]` repacked into bit-planes for fast kernels.
 #[derive(Clone, Debug)]
@@ -182,8 +213,9 @@ impl PackedMatrix {
         use rayon::prelude::*;
         assert_eq!(x.len(), self.cols, "gemv input length");
         assert_eq!(y.len(), self.rows, "gemv output length");
-        // Zero-pad to whole bytes so kernels read 8 activations per plane byte.
-        let mut xp = vec![0f32; self.stride * 8];
+        // Zero-pad so kernels read whole steps (8 activations per plane byte, or 64 for
+        // AVX-512's 64-bit plane words).
+        let mut xp = vec![0f32; avx512::gemv_padded_len(self.stride)];
         xp[..self.cols].copy_from_slice(x);
         let total: f32 = x.iter().sum();
         // Chunks big enough to amortise scheduling, small enough to spread over cores.
@@ -194,7 +226,8 @@ impl PackedMatrix {
         });
     }
 
-    /// Sequential GEMV over rows `r0..r0+y.len()`; `xp` is zero-padded to `stride*8`.
+    /// Sequential GEMV over rows `r0..r0+y.len()`; `xp` is zero-padded to
+    /// `avx512::gemv_padded_len(stride)`.
     pub(crate) fn gemv_rows(
         &self,
         kernel: Kernel,
@@ -205,6 +238,12 @@ impl PackedMatrix {
     ) {
         match kernel {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if Kernel::Avx512.available() => {
+                assert!(xp.len() >= avx512::gemv_padded_len(self.stride));
+                // SAFETY: AVX-512F was detected at run time; the padding was checked.
+                unsafe { avx512::gemv_rows(self, xp, total, r0, y) }
+            }
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if Kernel::Avx2.available() => {
                 // SAFETY: AVX2 and FMA were detected at run time.
                 unsafe { avx2::gemv_rows(self, xp, total, r0, y) }
@@ -213,18 +252,58 @@ impl PackedMatrix {
         }
     }
 
+    /// The plane bits regrouped for the tile kernels, built once per layer call (see
+    /// [`BlockWords`]).
+    pub fn block_words(&self) -> BlockWords {
+        use portable::BLOCK_BYTES;
+        let blocks = self.stride.div_ceil(BLOCK_BYTES);
+        let mut w = vec![[0u32; 2]; blocks * self.rows];
+        for o in 0..self.rows {
+            let row = o * self.stride..(o + 1) * self.stride;
+            for (plane, bytes) in [&self.plus[row.clone()], &self.minus[row]]
+                .into_iter()
+                .enumerate()
+            {
+                for (b, chunk) in bytes.chunks(BLOCK_BYTES).enumerate() {
+                    let mut word = [0u8; 4];
+                    word[..chunk.len()].copy_from_slice(chunk);
+                    w[b * self.rows + o][plane] = u32::from_le_bytes(word);
+                }
+            }
+        }
+        BlockWords(w)
+    }
+
     /// One column tile: `out[o*TILE + j] = Σ_k w[o,k]·xt[k*TILE + j]`, where `xt` holds
     /// `stride*8` rows of `TILE` activations (rows past `cols` must be zero) and `out` holds
-    /// `rows*TILE` values (overwritten). `tables` is scratch reused between calls.
-    pub fn tile_matmul(&self, kernel: Kernel, xt: &[f32], tables: &mut Vec<f32>, out: &mut [f32]) {
+    /// `rows*TILE` values (overwritten). `words` is [`PackedMatrix::block_words`]; `tables`
+    /// is scratch reused between calls.
+    pub fn tile_matmul(
+        &self,
+        kernel: Kernel,
+        words: &BlockWords,
+        xt: &[f32],
+        tables: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
         assert_eq!(xt.len(), self.stride * 8 * TILE, "tile input size");
         assert_eq!(out.len(), self.rows * TILE, "tile output size");
+        assert_eq!(
+            words.0.len(),
+            self.stride.div_ceil(portable::BLOCK_BYTES) * self.rows,
+            "block words of another matrix"
+        );
         tables.resize(portable::TABLE_LEN, 0.0);
         match kernel {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if Kernel::Avx512.available() => {
+                // SAFETY: AVX-512F and FMA were detected at run time.
+                unsafe { avx512::tile(self, &words.0, xt, tables, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if Kernel::Avx2.available() => {
                 // SAFETY: AVX2 and FMA were detected at run time.
-                unsafe { avx2::tile(self, xt, tables, out) }
+                unsafe { avx2::tile(self, &words.0, xt, tables, out) }
             }
             _ => portable::tile(self, xt, tables, out),
         }
@@ -244,6 +323,7 @@ impl PackedMatrix {
             return;
         }
         let kpad = self.stride * 8;
+        let words = self.block_words();
         let tiles: Vec<(usize, Vec<f32>)> = (0..batch.div_ceil(TILE))
             .into_par_iter()
             .map_init(
@@ -259,7 +339,7 @@ impl PackedMatrix {
                         }
                     }
                     let mut out = vec![0f32; self.rows * TILE];
-                    self.tile_matmul(kernel, xt, tables, &mut out);
+                    self.tile_matmul(kernel, &words, xt, tables, &mut out);
                     (t, out)
                 },
             )

@@ -89,6 +89,7 @@ fn setting(
 pub const NAMES: &[&str] = &[
     "fmnist",
     "fmnist-smoke",
+    "fmnist-lenet5-15",
     "cifar10-resnet20",
     "cifar10-vgg7",
     "cifar10-smoke",
@@ -131,6 +132,21 @@ pub fn preset(name: &str) -> Option<Preset> {
             test_limit: Some(2000),
             synthetic_cifar: false,
             about: "A few minutes: the first 6,000 training and 2,000 test images, 2 seeds. It checks that the whole pipeline (train, save, eval from the file, report, plots) works; its accuracies are not a comparison.",
+        },
+        // Issue 3's target setting: 15 epochs x 7 schemes x 1 seed, ~8-10 min a run (idle).
+        "fmnist-lenet5-15" => Preset {
+            name: "fmnist-lenet5-15",
+            dataset: "fashion-mnist",
+            schemes: ALL_SCHEMES,
+            seeds: 1,
+            settings: vec![
+                setting("lenet5-default-15", "LeNet-5, first and last layers float, per tensor, 15 epochs", "lenet5", false, "tensor", 15),
+            ],
+            batch_size: 128,
+            train_limit: None,
+            test_limit: None,
+            synthetic_cifar: false,
+            about: "Fashion-MNIST LeNet-5 trained to convergence (15 epochs), every scheme at the same settings as `fmnist` (batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.05 cosine; TTQ with Adam). One seed: about 70 minutes on 2 CPU cores. With one seed the report gives no better/worse verdicts; the 3-seed spread at 2 epochs (results/fmnist.md) is the noise yardstick.",
         },
         "cifar10-resnet20" => Preset {
             name: "cifar10-resnet20",

@@ -1,0 +1,246 @@
+//! AVX-512F kernels, selected at run time by [`super::Kernel::detect`].
+//!
+//! * GEMV: a plane's 16 bits are exactly an AVX-512 lane mask, so each 16 weights cost one
+//!   activation load and one masked add per plane (`vaddps zmm{k}`), with no mask table.
+//! * Tile: the same activation-stationary LUT as the AVX2 kernel, with the 32-column tile
+//!   in two 512-bit registers instead of four 256-bit ones.
+#![cfg(target_arch = "x86_64")]
+#![allow(clippy::needless_range_loop)]
+use super::PackedMatrix;
+use std::arch::x86_64::*;
+
+/// Columns per GEMV step: 4 masks of 16 lanes from one 64-bit plane word per plane.
+const STEP: usize = 64;
+
+/// Activation floats `gemv_rows` reads: whole 64-column steps (zero padded).
+pub(crate) fn gemv_padded_len(stride: usize) -> usize {
+    stride.div_ceil(8) * STEP
+}
+
+/// GEMV rows `r0..r0+y.len()` with masked adds.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `xp.len() >= gemv_padded_len(m.stride)` with zeros past
+/// `m.cols`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn gemv_rows(m: &PackedMatrix, xp: &[f32], total: f32, r0: usize, y: &mut [f32]) {
+    debug_assert!(xp.len() >= gemv_padded_len(m.stride));
+    for (i, yo) in y.iter_mut().enumerate() {
+        let r = r0 + i;
+        let (sp, sn, sb) = if *m.has3.get_unchecked(r) {
+            row_sums::<true>(m, xp, r)
+        } else {
+            row_sums::<false>(m, xp, r)
+        };
+        let [ct, cp, cn, cb] = *m.coef.get_unchecked(r);
+        *yo = ct * total + cp * sp + cn * sn + cb * sb;
+    }
+}
+
+/// Masked sums of one row: (plus, minus, plus&minus when `H3`).
+#[inline(always)]
+unsafe fn row_sums<const H3: bool>(m: &PackedMatrix, xp: &[f32], r: usize) -> (f32, f32, f32) {
+    let s = m.stride;
+    let x = xp.as_ptr();
+    let p = m.plus.as_ptr().add(r * s);
+    let n = m.minus.as_ptr().add(r * s);
+    let zero = _mm512_setzero_ps();
+    // Four accumulators per plane: independent add chains hide the add latency.
+    let mut ap = [zero; 4];
+    let mut an = [zero; 4];
+    let mut ab = [zero; 4];
+    let words = s / 8;
+    for w in 0..words {
+        let pw = (p.add(w * 8) as *const u64).read_unaligned();
+        let nw = (n.add(w * 8) as *const u64).read_unaligned();
+        step::<H3>(x.add(w * STEP), pw, nw, &mut ap, &mut an, &mut ab);
+    }
+    let rem = s - words * 8;
+    if rem > 0 {
+        // The row's last bytes; the missing ones are zero, so padded activations are skipped.
+        let (mut pb, mut nb) = ([0u8; 8], [0u8; 8]);
+        std::ptr::copy_nonoverlapping(p.add(words * 8), pb.as_mut_ptr(), rem);
+        std::ptr::copy_nonoverlapping(n.add(words * 8), nb.as_mut_ptr(), rem);
+        step::<H3>(
+            x.add(words * STEP),
+            u64::from_le_bytes(pb),
+            u64::from_le_bytes(nb),
+            &mut ap,
+            &mut an,
+            &mut ab,
+        );
+    }
+    let sum4 = |a: [__m512; 4]| {
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(a[0], a[1]),
+            _mm512_add_ps(a[2], a[3]),
+        ))
+    };
+    (sum4(ap), sum4(an), if H3 { sum4(ab) } else { 0.0 })
+}
+
+/// 64 columns: bit `i` of a plane word (little-endian bytes) is column `i`, so its 16-bit
+/// quarters are the lane masks of the four 16-float activation vectors.
+#[inline(always)]
+unsafe fn step<const H3: bool>(
+    x: *const f32,
+    pw: u64,
+    nw: u64,
+    ap: &mut [__m512; 4],
+    an: &mut [__m512; 4],
+    ab: &mut [__m512; 4],
+) {
+    let (pw, nw) = (u64::from_le(pw), u64::from_le(nw));
+    for u in 0..4 {
+        let xv = _mm512_loadu_ps(x.add(u * 16));
+        let kp = (pw >> (16 * u)) as __mmask16;
+        let kn = (nw >> (16 * u)) as __mmask16;
+        ap[u] = _mm512_mask_add_ps(ap[u], kp, ap[u], xv);
+        an[u] = _mm512_mask_add_ps(an[u], kn, an[u], xv);
+        if H3 {
+            ab[u] = _mm512_mask_add_ps(ab[u], kp & kn, ab[u], xv);
+        }
+    }
+}
+
+/// Tile kernel: the AVX2 kernel's LUT algorithm on 512-bit vectors (see
+/// `portable::tile_impl` for the algorithm).
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA; sizes as checked by `PackedMatrix::tile_matmul`.
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn tile(
+    m: &PackedMatrix,
+    words: &[[u32; 2]],
+    xt: &[f32],
+    tables: &mut [f32],
+    out: &mut [f32],
+) {
+    use super::portable::{BLOCK_BYTES, TABLE_LEN};
+    use super::TILE;
+    const V: usize = TILE / 16;
+    debug_assert!(tables.len() >= TABLE_LEN && out.len() >= m.rows * TILE);
+    debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK_BYTES) * m.rows);
+    debug_assert!(xt.len() >= m.stride * 8 * TILE);
+    let tb = tables.as_mut_ptr();
+    let xp = xt.as_ptr();
+    let op = out.as_mut_ptr();
+    let zero = _mm512_setzero_ps();
+    for i in 0..m.rows * V {
+        _mm512_storeu_ps(op.add(i * 16), zero);
+    }
+    let any3 = m.has3.iter().any(|&b| b);
+    for b0 in (0..m.stride).step_by(BLOCK_BYTES) {
+        let nbytes = BLOCK_BYTES.min(m.stride - b0);
+        // Subset-sum tables: entry `mask` = entry `mask & (mask-1)` + row of the lowest bit.
+        for g in 0..nbytes * 2 {
+            let t = tb.add(g * 16 * TILE);
+            let x0 = xp.add((b0 * 8 + g * 4) * TILE);
+            for v in 0..V {
+                _mm512_storeu_ps(t.add(v * 16), zero);
+            }
+            for mask in 1..16usize {
+                let low = mask.trailing_zeros() as usize;
+                let src = t.add((mask & (mask - 1)) * TILE);
+                let xr = x0.add(low * TILE);
+                let dst = t.add(mask * TILE);
+                for v in 0..V {
+                    let s = _mm512_add_ps(
+                        _mm512_loadu_ps(src.add(v * 16)),
+                        _mm512_loadu_ps(xr.add(v * 16)),
+                    );
+                    _mm512_storeu_ps(dst.add(v * 16), s);
+                }
+            }
+        }
+        // Unused groups of a partial block: their plane bits are zero, so only entry 0
+        // (zero) is read.
+        for g in nbytes * 2..BLOCK_BYTES * 2 {
+            for v in 0..V {
+                _mm512_storeu_ps(tb.add(g * 16 * TILE + v * 16), zero);
+            }
+        }
+        for o in 0..m.rows {
+            let [p, n] = *words.get_unchecked((b0 / BLOCK_BYTES) * m.rows + o);
+            let use3 = any3 && *m.has3.get_unchecked(o);
+            let (ap, an, ab) = if use3 {
+                block_sums::<true>(tb, p, n)
+            } else {
+                block_sums::<false>(tb, p, n)
+            };
+            let [_, cp, cn, cb] = *m.coef.get_unchecked(o);
+            let (cp, cn, cb) = (_mm512_set1_ps(cp), _mm512_set1_ps(cn), _mm512_set1_ps(cb));
+            let dst = op.add(o * TILE);
+            for v in 0..V {
+                let mut a = _mm512_loadu_ps(dst.add(v * 16));
+                a = _mm512_fmadd_ps(cp, ap[v], a);
+                a = _mm512_fmadd_ps(cn, an[v], a);
+                if use3 {
+                    a = _mm512_fmadd_ps(cb, ab[v], a);
+                }
+                _mm512_storeu_ps(dst.add(v * 16), a);
+            }
+        }
+    }
+    // Code-1 level times the column sums (zero for ternary, so usually skipped).
+    if m.coef.iter().all(|c| c[0] == 0.0) {
+        return;
+    }
+    let mut total = [zero; V];
+    for k in 0..m.stride * 8 {
+        for (v, t) in total.iter_mut().enumerate() {
+            *t = _mm512_add_ps(*t, _mm512_loadu_ps(xp.add(k * TILE + v * 16)));
+        }
+    }
+    for o in 0..m.rows {
+        let c = _mm512_set1_ps(m.coef[o][0]);
+        for (v, t) in total.iter().enumerate() {
+            let dst = op.add(o * TILE + v * 16);
+            _mm512_storeu_ps(dst, _mm512_fmadd_ps(c, *t, _mm512_loadu_ps(dst)));
+        }
+    }
+}
+
+/// One block's table entries (8 nibble groups) summed per plane. Even and odd groups go to
+/// separate accumulators so eight add chains run in parallel.
+#[inline(always)]
+unsafe fn block_sums<const USE3: bool>(
+    tb: *const f32,
+    p: u32,
+    n: u32,
+) -> (
+    [__m512; super::TILE / 16],
+    [__m512; super::TILE / 16],
+    [__m512; super::TILE / 16],
+) {
+    use super::TILE;
+    const V: usize = TILE / 16;
+    let zero = _mm512_setzero_ps();
+    let mut ap = [[zero; V]; 2];
+    let mut an = [[zero; V]; 2];
+    let mut ab = [[zero; V]; 2];
+    for g in 0..8 {
+        let h = g & 1;
+        let base = tb.add(g * 16 * TILE);
+        let (pn, nn) = ((p >> (4 * g)) & 15, (n >> (4 * g)) & 15);
+        let tp = base.add(pn as usize * TILE);
+        let tn = base.add(nn as usize * TILE);
+        for v in 0..V {
+            ap[h][v] = _mm512_add_ps(ap[h][v], _mm512_loadu_ps(tp.add(v * 16)));
+            an[h][v] = _mm512_add_ps(an[h][v], _mm512_loadu_ps(tn.add(v * 16)));
+        }
+        if USE3 {
+            let tbb = base.add((pn & nn) as usize * TILE);
+            for v in 0..V {
+                ab[h][v] = _mm512_add_ps(ab[h][v], _mm512_loadu_ps(tbb.add(v * 16)));
+            }
+        }
+    }
+    let mut out = ([zero; V], [zero; V], [zero; V]);
+    for v in 0..V {
+        out.0[v] = _mm512_add_ps(ap[0][v], ap[1][v]);
+        out.1[v] = _mm512_add_ps(an[0][v], an[1][v]);
+        out.2[v] = _mm512_add_ps(ab[0][v], ab[1][v]);
+    }
+    out
+}
