@@ -228,3 +228,37 @@ fn train_in_two_invocations_equals_one_bit_for_bit() {
         "the resumed run's file differs from the uninterrupted run's"
     );
 }
+
+#[test]
+fn decompress_then_compress_keeps_the_network_runnable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    dataset(dir.path(), 50);
+    let model = dir.path().join("band.twobit");
+    band_model(&model);
+    let (flt, again) = (
+        dir.path().join("band.safetensors"),
+        dir.path().join("again.twobit"),
+    );
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let (ok, _, err) = twobit(&["decompress", &p(&model), &p(&flt)]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = twobit(&["compress", &p(&flt), &p(&again), "twn"]);
+    assert!(ok, "{err}");
+    let m = Model::load(&again).unwrap();
+    assert_eq!(m.arch.as_ref().map(|a| a.name.as_str()), Some("band"));
+    // TWN of the band weights {0, 1} keeps the band: the same 80 % as the original.
+    let (ok, out, err) = twobit(&[
+        "eval",
+        &p(&again),
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        d,
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["accuracy"], 0.8, "{v}");
+    assert!(v["path"].as_str().unwrap().starts_with("2-bit"), "{v}");
+}

@@ -146,6 +146,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
 
+    // A file from `twobit decompress` carries its network: keep it, so the result runs.
+    // Validation (in `to_bytes`) checks it against the tensors written.
+    if let Some(json) = st_metadata(&bytes).get(super::decompress::ARCH_KEY) {
+        let arch: twobit_format::Arch = serde_json::from_str(json).with_context(|| {
+            format!(
+                "{}: bad {} metadata",
+                args.input.display(),
+                super::decompress::ARCH_KEY
+            )
+        })?;
+        model.arch = Some(arch);
+    }
     let p = &mut model.provenance;
     p.insert("producer".into(), "twobit compress".into());
     p.insert("version".into(), env!("CARGO_PKG_VERSION").into());
@@ -165,6 +177,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write_atomic(&args.output, &out)?;
     }
     report(&args, &rows, &skipped, bytes.len() as u64, out.len() as u64)
+}
+
+/// The safetensors header's `__metadata__` (empty when absent; the file was validated).
+fn st_metadata(bytes: &[u8]) -> std::collections::HashMap<String, String> {
+    safetensors::SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone())
+        .unwrap_or_default()
 }
 
 fn report(

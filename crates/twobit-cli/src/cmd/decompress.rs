@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use twobit_format::{write_atomic, FloatTensor, Model, Tensor};
 
+/// Metadata key holding the architecture (JSON) in a decompressed file.
+pub const ARCH_KEY: &str = "twobit.arch";
+
 /// Arguments.
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,6 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
     );
+    // The network travels along, so `twobit compress` of this file can write it back and the
+    // recompressed file still runs (`eval`, `bench`).
+    if let Some(arch) = &model.arch {
+        meta.insert(ARCH_KEY.to_string(), serde_json::to_string(arch)?);
+    }
     let bytes = safetensors::serialize(views, Some(meta)).context("cannot encode safetensors")?;
     write_atomic(&args.output, &bytes)?;
     let packed = model
