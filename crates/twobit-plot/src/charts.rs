@@ -13,6 +13,20 @@ pub struct Series {
     pub name: String,
     /// `(x, y)` points, drawn in order.
     pub points: Vec<(f64, f64)>,
+    /// Palette index; `None` uses the series' position. Give the same index to the same
+    /// thing (e.g. a scheme) in every chart so its colour does not change between charts.
+    pub color: Option<usize>,
+}
+
+/// One named set of bars, one value per category.
+#[derive(Clone, Debug)]
+pub struct Bars {
+    /// Legend label.
+    pub name: String,
+    /// One value per category.
+    pub values: Vec<f64>,
+    /// Palette index, as [`Series::color`].
+    pub color: Option<usize>,
 }
 
 /// Vertical marks on a weight histogram.
@@ -126,7 +140,7 @@ pub fn line_chart(
             .draw()
             .map_err(e2s)?;
         for (i, s) in series.iter().enumerate() {
-            let c = color(i);
+            let c = color(s.color.unwrap_or(i));
             chart
                 .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
                 .map_err(e2s)?
@@ -274,23 +288,27 @@ pub fn grouped_bars(
     title: &str,
     y_label: &str,
     categories: &[String],
-    series: &[(String, Vec<f64>)],
+    series: &[Bars],
 ) -> Result<Vec<PathBuf>, PlotError> {
     if categories.is_empty() || series.is_empty() {
         return Err(bad(title, "no bars"));
     }
-    if let Some((name, _)) = series.iter().find(|(_, v)| v.len() != categories.len()) {
+    if let Some(b) = series.iter().find(|b| b.values.len() != categories.len()) {
         return Err(bad(
             title,
-            format!("series '{name}' does not have one value per category"),
+            format!("series '{}' does not have one value per category", b.name),
         ));
     }
-    if series.iter().flat_map(|(_, v)| v).any(|v| !v.is_finite()) {
+    if series
+        .iter()
+        .flat_map(|b| &b.values)
+        .any(|v| !v.is_finite())
+    {
         return Err(bad(title, "a value is not finite"));
     }
     let top = series
         .iter()
-        .flat_map(|(_, v)| v.iter().copied())
+        .flat_map(|b| b.values.iter().copied())
         .fold(0.0f64, f64::max)
         .max(1e-12)
         * 1.45;
@@ -300,7 +318,7 @@ pub fn grouped_bars(
         y_label: &str,
         top: f64,
         categories: &[String],
-        series: &[(String, Vec<f64>)],
+        series: &[Bars],
     ) -> Result<(), String> {
         area.fill(&WHITE).map_err(e2s)?;
         let n = categories.len();
@@ -331,15 +349,15 @@ pub fn grouped_bars(
             .map_err(e2s)?;
         let k = series.len() as f64;
         let w = 0.8 / k;
-        for (j, (name, vals)) in series.iter().enumerate() {
-            let c = color(j);
+        for (j, b) in series.iter().enumerate() {
+            let c = color(b.color.unwrap_or(j));
             chart
-                .draw_series(vals.iter().enumerate().map(|(i, &v)| {
+                .draw_series(b.values.iter().enumerate().map(|(i, &v)| {
                     let x0 = i as f64 + 0.1 + j as f64 * w;
                     Rectangle::new([(x0, 0.0), (x0 + w * 0.92, v)], c.filled())
                 }))
                 .map_err(e2s)?
-                .label(name.clone())
+                .label(b.name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], c.filled()));
         }
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;

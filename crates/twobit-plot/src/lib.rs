@@ -16,7 +16,7 @@
 mod charts;
 mod font;
 
-pub use charts::{grouped_bars, histogram, line_chart, Marks, Series};
+pub use charts::{grouped_bars, histogram, line_chart, Bars, Marks, Series};
 pub use font::{find_font, FONT_ENV};
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Each chart writes a real PNG and SVG; bad data is refused with a clear error.
 use std::path::Path;
-use twobit_plot::{grouped_bars, histogram, line_chart, Marks, PlotError, Series, SIZE};
+use twobit_plot::{grouped_bars, histogram, line_chart, Bars, Marks, PlotError, Series, SIZE};
 
 /// Width and height from a PNG's IHDR chunk, after checking the signature.
 fn png_size(path: &Path) -> (u32, u32) {
@@ -30,10 +30,12 @@ fn line_chart_writes_png_and_svg_with_labels() {
         Series {
             name: "quat".into(),
             points: vec![(1.0, 0.80), (2.0, 0.85), (3.0, 0.87)],
+            color: None,
         },
         Series {
             name: "twn".into(),
             points: vec![(1.0, 0.79), (2.0, 0.84), (3.0, 0.86)],
+            color: None,
         },
     ];
     let out = line_chart(&stem, "test accuracy", "epoch", "accuracy", &series).unwrap();
@@ -73,8 +75,17 @@ fn grouped_bars_one_group_per_category() {
     let dir = tempfile::tempdir().unwrap();
     let cats = vec!["conv1".to_string(), "conv2".into(), "fc1".into()];
     let series = vec![
-        ("twn".to_string(), vec![0.5, 0.6, 0.55]),
-        ("quat".to_string(), vec![0.4, 0.45, 0.42]),
+        Bars {
+            name: "twn".into(),
+            values: vec![0.5, 0.6, 0.55],
+            color: None,
+        },
+        Bars {
+            name: "quat".into(),
+            values: vec![0.4, 0.45, 0.42],
+            // Palette index 3 (Tableau red, #D62728) whatever the position.
+            color: Some(3),
+        },
     ];
     let out = grouped_bars(
         &dir.path().join("e"),
@@ -89,6 +100,14 @@ fn grouped_bars_one_group_per_category() {
     for c in &cats {
         assert!(s.contains(c.as_str()), "SVG lacks category {c}");
     }
+    assert!(
+        s.to_uppercase().contains("#D62728"),
+        "fixed colour not used"
+    );
+    assert!(
+        !s.to_uppercase().contains("#FF7F0E"),
+        "positional colour used"
+    );
 }
 
 #[test]
@@ -100,6 +119,7 @@ fn bad_data_is_refused() {
     let nan = vec![Series {
         name: "a".into(),
         points: vec![(1.0, f64::NAN)],
+        color: None,
     }];
     assert!(matches!(
         line_chart(&stem, "t", "x", "y", &nan),
@@ -114,7 +134,11 @@ fn bad_data_is_refused() {
         "t",
         "y",
         &["a".to_string(), "b".to_string()],
-        &[("s".to_string(), vec![1.0])],
+        &[Bars {
+            name: "s".into(),
+            values: vec![1.0],
+            color: None,
+        }],
     );
     let msg = ragged.unwrap_err().to_string();
     assert!(msg.contains("one value per category"), "{msg}");

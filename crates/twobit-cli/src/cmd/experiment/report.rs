@@ -672,6 +672,12 @@ fn torch_section(md: &mut String, preset: &Preset, rows: &[Row<'_>], torch: &[To
 }
 
 /// Accuracy curves and error bars per setting, histograms for seed 1 of the first setting.
+/// A scheme's colour: its position in the preset, the same in every chart (the error chart
+/// has no `fp` bars, so positions within a chart would shift the colours).
+fn scheme_color(preset: &Preset, scheme: &str) -> Option<usize> {
+    preset.schemes.iter().position(|s| *s == scheme)
+}
+
 fn draw_plots(
     preset: &Preset,
     rows: &[Row<'_>],
@@ -687,6 +693,7 @@ fn draw_plots(
             .map(|(n, rs)| twobit_plot::Series {
                 name: n.to_string(),
                 points: curve(rs).into_iter().map(|(e, a)| (e, a * 100.0)).collect(),
+                color: scheme_color(preset, n),
             })
             .filter(|s| !s.points.is_empty())
             .collect();
@@ -701,10 +708,14 @@ fn draw_plots(
         }
         if let Some((_, first)) = errs.first() {
             let cats: Vec<String> = first.iter().map(|(l, _)| l.clone()).collect();
-            let series: Vec<(String, Vec<f64>)> = errs
+            let series: Vec<twobit_plot::Bars> = errs
                 .iter()
                 .filter(|(_, e)| e.len() == cats.len())
-                .map(|(n, e)| (n.to_string(), e.iter().map(|(_, v)| *v).collect()))
+                .map(|(n, e)| twobit_plot::Bars {
+                    name: n.to_string(),
+                    values: e.iter().map(|(_, v)| *v).collect(),
+                    color: scheme_color(preset, n),
+                })
                 .collect();
             out.extend(twobit_plot::grouped_bars(
                 &dir.join(format!("{}-qerror", s.id)),
