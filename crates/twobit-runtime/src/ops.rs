@@ -1,6 +1,6 @@
 //! Layer operations on NCHW activations: convolution (packed and fp32), pooling, shortcuts.
 use crate::fp32::sgemm;
-use crate::kernels::{Kernel, PackedMatrix, TILE};
+use crate::kernels::{Kernel, PackedMatrix, Scratch, SCRATCH, TILE};
 use rayon::prelude::*;
 
 /// Geometry of a 2-D convolution over one image.
@@ -159,17 +159,23 @@ pub fn conv2d_packed(
     let kpad = m.stride * 8;
     let out = OutPtr(y.as_mut_ptr());
     let words = m.block_words();
-    (0..batch * tiles).into_par_iter().for_each_init(
-        || (vec![0f32; kpad * TILE], Vec::new(), vec![0f32; o * TILE]),
-        |(xt, tables, acc), task| {
+    (0..batch * tiles).into_par_iter().for_each(|task| {
+        SCRATCH.with(|cell| {
+            // No nested parallelism below, so this thread cannot re-enter the borrow.
+            let Scratch { cols, tables, acc } = &mut *cell.borrow_mut();
+            cols.resize(kpad * TILE, 0.0);
+            acc.resize(o * TILE, 0.0);
             let (b, t) = (task / tiles, task % tiles);
             let p0 = t * TILE;
             let width = TILE.min(positions - p0);
             if width < TILE {
-                xt.fill(0.0);
+                cols.fill(0.0);
+            } else {
+                // Rows past `k()` are padding and must be zero (the buffer is reused).
+                cols[g.k() * TILE..].fill(0.0);
             }
-            g.im2col(&x[b * in_len..(b + 1) * in_len], p0, width, xt, TILE);
-            m.tile_matmul(kernel, &words, xt, tables, acc);
+            g.im2col(&x[b * in_len..(b + 1) * in_len], p0, width, cols, TILE);
+            m.tile_matmul(kernel, &words, cols, tables, acc);
             let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             for oc in 0..o {
                 let base = (b * o + oc) * positions + p0;
@@ -181,8 +187,8 @@ pub fn conv2d_packed(
                     *d = (sc * a + sh).max(floor);
                 }
             }
-        },
-    );
+        })
+    });
     y
 }
 
@@ -226,7 +232,10 @@ pub fn conv2d_f32(
     if outer {
         y.par_chunks_mut(o * positions)
             .enumerate()
-            .for_each_init(Vec::new, |cols, item| run(item, cols));
+            .for_each(|item| {
+                // The GEMM is sequential here (`!outer`), so no re-entrant borrow.
+                SCRATCH.with(|cell| run(item, &mut cell.borrow_mut().cols))
+            });
     } else {
         let mut cols = Vec::new();
         for item in y.chunks_mut(o * positions).enumerate() {
