@@ -175,7 +175,7 @@ pub fn conv2d_packed(
                 cols[g.k() * TILE..].fill(0.0);
             }
             g.im2col(&x[b * in_len..(b + 1) * in_len], p0, width, cols, TILE);
-            m.tile_matmul(kernel, &words, cols, tables, acc);
+            m.tile_matmul(kernel, 0..o, &words, cols, tables, acc);
             let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             for oc in 0..o {
                 let base = (b * o + oc) * positions + p0;

@@ -102,6 +102,7 @@ pub(crate) unsafe fn gemv_rows(m: &PackedMatrix, xp: &[f32], total: f32, r0: usi
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn tile(
     m: &PackedMatrix,
+    rows: std::ops::Range<usize>,
     words: &[[u32; 2]],
     xt: &[f32],
     tables: &mut [f32],
@@ -110,14 +111,14 @@ pub(crate) unsafe fn tile(
     use super::portable::{BLOCK_BYTES, TABLE_LEN};
     use super::TILE;
     const V: usize = TILE / 8;
-    debug_assert!(tables.len() >= TABLE_LEN && out.len() >= m.rows * TILE);
+    debug_assert!(tables.len() >= TABLE_LEN && out.len() >= rows.len() * TILE);
     debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK_BYTES) * m.rows);
     debug_assert!(xt.len() >= m.stride * 8 * TILE);
     let tb = tables.as_mut_ptr();
     let xp = xt.as_ptr();
     let op = out.as_mut_ptr();
     let zero = _mm256_setzero_ps();
-    for i in 0..m.rows * V {
+    for i in 0..rows.len() * V {
         _mm256_storeu_ps(op.add(i * 8), zero);
     }
     let any3 = m.has3.iter().any(|&b| b);
@@ -151,7 +152,7 @@ pub(crate) unsafe fn tile(
                 _mm256_storeu_ps(tb.add(g * 16 * TILE + v * 8), zero);
             }
         }
-        for o in 0..m.rows {
+        for o in rows.clone() {
             let [p, n] = *words.get_unchecked((b0 / BLOCK_BYTES) * m.rows + o);
             let mut ap = [zero; V];
             let mut an = [zero; V];
@@ -164,7 +165,7 @@ pub(crate) unsafe fn tile(
             }
             let [_, cp, cn, cb] = *m.coef.get_unchecked(o);
             let (cp, cn, cb) = (_mm256_set1_ps(cp), _mm256_set1_ps(cn), _mm256_set1_ps(cb));
-            let dst = op.add(o * TILE);
+            let dst = op.add((o - rows.start) * TILE);
             for v in 0..V {
                 let mut a = _mm256_loadu_ps(dst.add(v * 8));
                 a = _mm256_fmadd_ps(cp, ap[v], a);
@@ -186,10 +187,10 @@ pub(crate) unsafe fn tile(
             *t = _mm256_add_ps(*t, _mm256_loadu_ps(xp.add(k * TILE + v * 8)));
         }
     }
-    for o in 0..m.rows {
+    for o in rows.clone() {
         let c = _mm256_set1_ps(m.coef[o][0]);
         for (v, t) in total.iter().enumerate() {
-            let dst = op.add(o * TILE + v * 8);
+            let dst = op.add((o - rows.start) * TILE + v * 8);
             _mm256_storeu_ps(dst, _mm256_fmadd_ps(c, *t, _mm256_loadu_ps(dst)));
         }
     }

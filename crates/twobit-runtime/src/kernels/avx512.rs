@@ -111,6 +111,7 @@ unsafe fn step<const H3: bool>(
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn tile(
     m: &PackedMatrix,
+    rows: std::ops::Range<usize>,
     words: &[[u32; 2]],
     xt: &[f32],
     tables: &mut [f32],
@@ -119,14 +120,14 @@ pub(crate) unsafe fn tile(
     use super::portable::{BLOCK_BYTES, TABLE_LEN};
     use super::TILE;
     const V: usize = TILE / 16;
-    debug_assert!(tables.len() >= TABLE_LEN && out.len() >= m.rows * TILE);
+    debug_assert!(tables.len() >= TABLE_LEN && out.len() >= rows.len() * TILE);
     debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK_BYTES) * m.rows);
     debug_assert!(xt.len() >= m.stride * 8 * TILE);
     let tb = tables.as_mut_ptr();
     let xp = xt.as_ptr();
     let op = out.as_mut_ptr();
     let zero = _mm512_setzero_ps();
-    for i in 0..m.rows * V {
+    for i in 0..rows.len() * V {
         _mm512_storeu_ps(op.add(i * 16), zero);
     }
     let any3 = m.has3.iter().any(|&b| b);
@@ -160,7 +161,7 @@ pub(crate) unsafe fn tile(
                 _mm512_storeu_ps(tb.add(g * 16 * TILE + v * 16), zero);
             }
         }
-        for o in 0..m.rows {
+        for o in rows.clone() {
             let [p, n] = *words.get_unchecked((b0 / BLOCK_BYTES) * m.rows + o);
             let use3 = any3 && *m.has3.get_unchecked(o);
             let (ap, an, ab) = if use3 {
@@ -170,7 +171,7 @@ pub(crate) unsafe fn tile(
             };
             let [_, cp, cn, cb] = *m.coef.get_unchecked(o);
             let (cp, cn, cb) = (_mm512_set1_ps(cp), _mm512_set1_ps(cn), _mm512_set1_ps(cb));
-            let dst = op.add(o * TILE);
+            let dst = op.add((o - rows.start) * TILE);
             for v in 0..V {
                 let mut a = _mm512_loadu_ps(dst.add(v * 16));
                 a = _mm512_fmadd_ps(cp, ap[v], a);
@@ -192,10 +193,10 @@ pub(crate) unsafe fn tile(
             *t = _mm512_add_ps(*t, _mm512_loadu_ps(xp.add(k * TILE + v * 16)));
         }
     }
-    for o in 0..m.rows {
+    for o in rows.clone() {
         let c = _mm512_set1_ps(m.coef[o][0]);
         for (v, t) in total.iter().enumerate() {
-            let dst = op.add(o * TILE + v * 16);
+            let dst = op.add((o - rows.start) * TILE + v * 16);
             _mm512_storeu_ps(dst, _mm512_fmadd_ps(c, *t, _mm512_loadu_ps(dst)));
         }
     }

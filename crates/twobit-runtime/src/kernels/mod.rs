@@ -305,20 +305,25 @@ impl PackedMatrix {
         BlockWords(w)
     }
 
-    /// One column tile: `out[o*TILE + j] = Σ_k w[o,k]·xt[k*TILE + j]`, where `xt` holds
-    /// `stride*8` rows of `TILE` activations (rows past `cols` must be zero) and `out` holds
-    /// `rows*TILE` values (overwritten). `words` is [`PackedMatrix::block_words`]; `tables`
-    /// is scratch reused between calls.
+    /// One column tile for output rows `rows`: `out[(o - rows.start)*TILE + j] =
+    /// Σ_k w[o,k]·xt[k*TILE + j]`, where `xt` holds `stride*8` rows of `TILE` activations
+    /// (rows past `cols` must be zero) and `out` holds `rows.len()*TILE` values (overwritten).
+    /// `words` is [`PackedMatrix::block_words`]; `tables` is scratch reused between calls.
     pub fn tile_matmul(
         &self,
         kernel: Kernel,
+        rows: std::ops::Range<usize>,
         words: &BlockWords,
         xt: &[f32],
         tables: &mut Vec<f32>,
         out: &mut [f32],
     ) {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows,
+            "tile rows {rows:?}"
+        );
         assert_eq!(xt.len(), self.stride * 8 * TILE, "tile input size");
-        assert_eq!(out.len(), self.rows * TILE, "tile output size");
+        assert_eq!(out.len(), rows.len() * TILE, "tile output size");
         assert_eq!(
             words.0.len(),
             self.stride.div_ceil(portable::BLOCK_BYTES) * self.rows,
@@ -329,14 +334,14 @@ impl PackedMatrix {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 if Kernel::Avx512.available() => {
                 // SAFETY: AVX-512F and FMA were detected at run time.
-                unsafe { avx512::tile(self, &words.0, xt, tables, out) }
+                unsafe { avx512::tile(self, rows, &words.0, xt, tables, out) }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if Kernel::Avx2.available() => {
                 // SAFETY: AVX2 and FMA were detected at run time.
-                unsafe { avx2::tile(self, &words.0, xt, tables, out) }
+                unsafe { avx2::tile(self, rows, &words.0, xt, tables, out) }
             }
-            _ => portable::tile(self, xt, tables, out),
+            _ => portable::tile(self, rows, xt, tables, out),
         }
     }
 
@@ -356,8 +361,20 @@ impl PackedMatrix {
         let kpad = self.stride * 8;
         let words = self.block_words();
         let rows = self.rows;
+        let tiles = batch.div_ceil(TILE);
+        // Few tiles (a batch of 64 is two): split the rows as well, so every core gets work
+        // and rayon can balance it (two tasks for two cores sometimes ran on one). Each chunk
+        // rebuilds its tile's tables; chunks of at least 64 rows keep that cheap.
+        let want = (rayon::current_num_threads() * 4).div_ceil(tiles);
+        let chunks = want.clamp(1, rows.div_ceil(64).max(1));
+        let chunk = rows.div_ceil(chunks);
         let out = SendPtr(y.as_mut_ptr());
-        (0..batch.div_ceil(TILE)).into_par_iter().for_each(|t| {
+        (0..tiles * chunks).into_par_iter().for_each(|task| {
+            let (t, c) = (task / chunks, task % chunks);
+            let r = c * chunk..((c + 1) * chunk).min(rows);
+            if r.is_empty() {
+                return;
+            }
             SCRATCH.with(|cell| {
                 // No nested parallelism below, so this thread cannot re-enter the borrow.
                 let Scratch {
@@ -366,7 +383,7 @@ impl PackedMatrix {
                     acc,
                 } = &mut *cell.borrow_mut();
                 xt.resize(kpad * TILE, 0.0);
-                acc.resize(rows * TILE, 0.0);
+                acc.resize(r.len() * TILE, 0.0);
                 let n0 = t * TILE;
                 let w = TILE.min(batch - n0);
                 xt.fill(0.0);
@@ -376,15 +393,18 @@ impl PackedMatrix {
                         xt[k * TILE + j] = v;
                     }
                 }
-                self.tile_matmul(kernel, &words, xt, tables, acc);
+                self.tile_matmul(kernel, r.clone(), &words, xt, tables, acc);
                 for j in 0..w {
-                    // SAFETY: samples n0..n0+w belong to this tile only; each row of `y`
-                    // (`rows` values) lies inside it.
+                    // SAFETY: (tile, row chunk) is unique to this task: samples n0..n0+w,
+                    // rows r, all inside `y`.
                     let dst = unsafe {
-                        std::slice::from_raw_parts_mut(out.get().add((n0 + j) * rows), rows)
+                        std::slice::from_raw_parts_mut(
+                            out.get().add((n0 + j) * rows + r.start),
+                            r.len(),
+                        )
                     };
-                    for (o, d) in dst.iter_mut().enumerate() {
-                        *d = acc[o * TILE + j];
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = acc[i * TILE + j];
                     }
                 }
             })

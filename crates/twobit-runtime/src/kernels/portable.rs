@@ -38,15 +38,28 @@ fn masked_sum(x: &[f32], mut bits: u8) -> f32 {
 }
 
 /// Portable tile kernel.
-pub(crate) fn tile(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out: &mut [f32]) {
-    tile_impl(m, xt, tables, out)
+pub(crate) fn tile(
+    m: &PackedMatrix,
+    rows: std::ops::Range<usize>,
+    xt: &[f32],
+    tables: &mut [f32],
+    out: &mut [f32],
+) {
+    tile_impl(m, rows, xt, tables, out)
 }
 
 /// Activation-stationary LUT kernel: for each group of 4 input rows, the 16 subset sums of
 /// those rows (one `TILE`-wide vector each) are built once and shared by every output row;
 /// each output row then adds one table entry per plane nibble, scaled by its coefficient.
 /// That is 2 vector FMAs per 4 weights instead of 4 for a dense fp32 GEMM.
-fn tile_impl(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out: &mut [f32]) {
+fn tile_impl(
+    m: &PackedMatrix,
+    rows: std::ops::Range<usize>,
+    xt: &[f32],
+    tables: &mut [f32],
+    out: &mut [f32],
+) {
+    let r0 = rows.start;
     let tables = &mut tables[..TABLE_LEN];
     out.fill(0.0);
     let mut total = [0f32; TILE];
@@ -76,12 +89,14 @@ fn tile_impl(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out: &mut [f32]) 
                 }
             }
         }
-        for o in 0..m.rows {
+        for o in rows.clone() {
             let [_, cp, cn, cb] = m.coef[o];
             let use3 = any3 && m.has3[o];
             let pb = &m.plus[o * m.stride + b0..o * m.stride + b0 + nbytes];
             let nb = &m.minus[o * m.stride + b0..o * m.stride + b0 + nbytes];
-            let acc: &mut [f32; TILE] = (&mut out[o * TILE..(o + 1) * TILE]).try_into().unwrap();
+            let acc: &mut [f32; TILE] = (&mut out[(o - r0) * TILE..(o - r0 + 1) * TILE])
+                .try_into()
+                .unwrap();
             let mut a = *acc;
             for i in 0..nbytes {
                 let (p, n) = (pb[i], nb[i]);
@@ -110,11 +125,11 @@ fn tile_impl(m: &PackedMatrix, xt: &[f32], tables: &mut [f32], out: &mut [f32]) 
             *acc = a;
         }
     }
-    for o in 0..m.rows {
+    for o in rows.clone() {
         let ct = m.coef[o][0];
         if ct != 0.0 {
             for j in 0..TILE {
-                out[o * TILE + j] += ct * total[j];
+                out[(o - r0) * TILE + j] += ct * total[j];
             }
         }
     }
