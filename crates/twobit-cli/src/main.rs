@@ -3,10 +3,14 @@
 mod cmd;
 mod util;
 
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc 2's `mi_option_e` (the crates are pinned exactly).
+/// `mi_option_purge_delay` in `mi_option_e` of mimalloc 3, which libmimalloc-sys 0.1.49 builds
+/// (the crates are pinned exactly; a test checks the index).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Keeps freed memory instead of returning it to the OS: a training step frees and
@@ -18,9 +22,6 @@ fn keep_freed_memory() {
     // mimalloc reads options atomically.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
-
-use clap::{Parser, Subcommand};
-use std::process::ExitCode;
 
 /// Compress deep neural networks to 2-bit weights and run them.
 #[derive(Parser)]
@@ -68,5 +69,28 @@ fn main() -> ExitCode {
             eprintln!("error: {}", cmd::error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MI_OPTION_PURGE_DELAY;
+
+    /// The hard-coded option index is mimalloc's purge delay: mimalloc 3's defaults around it
+    /// are (deprecated) eager_commit_delay 1, purge_delay 1000 ms, use_numa_nodes 0; a shifted
+    /// enum would not give this sequence.
+    #[test]
+    fn purge_delay_index_names_the_purge_delay() {
+        let vars = ["EAGER_COMMIT_DELAY", "PURGE_DELAY", "USE_NUMA_NODES"];
+        if vars
+            .iter()
+            .any(|v| std::env::var_os(format!("MIMALLOC_{v}")).is_some())
+        {
+            eprintln!("WARNING: a MIMALLOC_* option is set; the defaults cannot be checked");
+            return;
+        }
+        let get = |i| unsafe { libmimalloc_sys::mi_option_get(i) }; // SAFETY: reads an option.
+        let i = MI_OPTION_PURGE_DELAY;
+        assert_eq!([get(i - 1), get(i), get(i + 1)], [1, 1000, 0]);
     }
 }

@@ -1,6 +1,6 @@
 //! Layer operations on NCHW activations: convolution (packed and fp32), pooling, shortcuts.
 use crate::fp32::sgemm;
-use crate::kernels::{Kernel, PackedMatrix, Scratch, SCRATCH, TILE};
+use crate::kernels::{Kernel, PackedMatrix, Scratch, SendPtr, SCRATCH, TILE};
 use rayon::prelude::*;
 
 /// Geometry of a 2-D convolution over one image.
@@ -122,20 +122,6 @@ fn zero_short(dst: &mut [f32]) {
     }
 }
 
-/// A raw output pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a disjoint set of indices (distinct image/tile pairs).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// A method (not field access) so closures capture the whole `Sync` wrapper.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// 2-bit convolution: im2col one `TILE` of output positions at a time into a thread-local
 /// buffer, run the packed tile kernel, then apply the per-channel affine
 /// `y = scale[o]·dot + shift[o]` (then ReLU when `relu`). Parallel over (image, tile).
@@ -157,7 +143,7 @@ pub fn conv2d_packed(
     let mut y = vec![0f32; batch * o * positions];
     let tiles = positions.div_ceil(TILE);
     let kpad = m.stride * 8;
-    let out = OutPtr(y.as_mut_ptr());
+    let out = SendPtr(y.as_mut_ptr());
     let words = m.block_words();
     (0..batch * tiles).into_par_iter().for_each(|task| {
         SCRATCH.with(|cell| {

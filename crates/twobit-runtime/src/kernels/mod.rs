@@ -35,16 +35,17 @@ thread_local! {
     pub(crate) static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// A raw output pointer shared by tasks that write disjoint elements.
+/// A raw output pointer shared by parallel tasks. Users must give every task a disjoint
+/// set of indices (conv: its (image, tile); batched linear: its (samples, rows)).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: every task writes a disjoint set of indices (its own samples).
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: the pointer is only written through at indices that no other task writes.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// A method (not field access) so closures capture the whole `Sync` wrapper.
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
