@@ -67,17 +67,10 @@ pub enum Kernel {
 impl Kernel {
     /// The best kernel this CPU supports, detected at run time.
     pub fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let fma = is_x86_feature_detected!("fma");
-            if is_x86_feature_detected!("avx512f") && fma {
-                return Kernel::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && fma {
-                return Kernel::Avx2;
-            }
-        }
-        Kernel::Portable
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .find(|k| k.available())
+            .unwrap_or(Kernel::Portable)
     }
 
     /// Every kernel this CPU can run, portable first.
@@ -369,6 +362,20 @@ impl PackedMatrix {
         let want = (rayon::current_num_threads() * 4).div_ceil(tiles);
         let chunks = want.clamp(1, rows.div_ceil(64).max(1));
         let chunk = rows.div_ceil(chunks);
+        // Each tile's samples transposed once (`kpad` rows of TILE), shared by its row chunks.
+        let tile_len = kpad * TILE;
+        let mut xts = vec![0f32; tiles * tile_len];
+        xts.par_chunks_mut(tile_len)
+            .enumerate()
+            .for_each(|(t, xt)| {
+                let n0 = t * TILE;
+                for j in 0..TILE.min(batch - n0) {
+                    let xs = &x[(n0 + j) * self.cols..(n0 + j + 1) * self.cols];
+                    for (k, &v) in xs.iter().enumerate() {
+                        xt[k * TILE + j] = v;
+                    }
+                }
+            });
         let out = SendPtr(y.as_mut_ptr());
         (0..tiles * chunks).into_par_iter().for_each(|task| {
             let (t, c) = (task / chunks, task % chunks);
@@ -376,24 +383,13 @@ impl PackedMatrix {
             if r.is_empty() {
                 return;
             }
+            let xt = &xts[t * tile_len..(t + 1) * tile_len];
             SCRATCH.with(|cell| {
                 // No nested parallelism below, so this thread cannot re-enter the borrow.
-                let Scratch {
-                    cols: xt,
-                    tables,
-                    acc,
-                } = &mut *cell.borrow_mut();
-                xt.resize(kpad * TILE, 0.0);
+                let Scratch { tables, acc, .. } = &mut *cell.borrow_mut();
                 acc.resize(r.len() * TILE, 0.0);
                 let n0 = t * TILE;
                 let w = TILE.min(batch - n0);
-                xt.fill(0.0);
-                for j in 0..w {
-                    let xs = &x[(n0 + j) * self.cols..(n0 + j + 1) * self.cols];
-                    for (k, &v) in xs.iter().enumerate() {
-                        xt[k * TILE + j] = v;
-                    }
-                }
                 self.tile_matmul(kernel, r.clone(), &words, xt, tables, acc);
                 for j in 0..w {
                     // SAFETY: (tile, row chunk) is unique to this task: samples n0..n0+w,
