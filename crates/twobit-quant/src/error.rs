@@ -42,7 +42,8 @@ pub enum QuantError {
         /// The buffer's length.
         actual: usize,
     },
-    /// `quantize_with_levels` got a level table count that differs from the group count.
+    /// `quantize_with_levels`, `quantize_after` or `fake_quantize` got a level table count
+    /// that differs from the group count.
     #[error("{actual} level tables given for {expected} groups")]
     LevelCount {
         /// Number of groups.

@@ -5,7 +5,12 @@
 //! level values and three ascending thresholds. A weight's 2-bit code is the number of
 //! thresholds it exceeds, so code 0 is always the smallest level; decoding is
 //! `levels.values[code]`. Training (fake quantization) and export both go through
-//! [`quantize`] / [`fake_quantize`], so a trained model and its file agree bit for bit.
+//! [`quantize_after`] / [`fake_quantize`], so a trained model and its file agree bit for bit.
+//!
+//! Training refits every batch. The `*_after` functions and [`fake_quantize`] take the
+//! previous fit's level rows so a scheme can keep a discrete choice stable across refits;
+//! only `quat` uses them (which sign gets two levels, see [`quat`]). Without them
+//! ([`quantize`], [`fit_group`]) every scheme is the plain fit of the weights alone.
 //!
 //! | scheme      | levels                         | rule                                   |
 //! |-------------|--------------------------------|----------------------------------------|
@@ -36,7 +41,7 @@ pub use error::QuantError;
 pub use levels::Levels;
 pub use metrics::{rel_error, sparsity};
 pub use scheme::{Granularity, Scheme};
-pub use schemes::ttq;
+pub use schemes::{quat, ttq};
 
 use rayon::prelude::*;
 
@@ -59,6 +64,11 @@ pub struct Quantized {
 /// Fits the scheme's levels to one group of weights. The weights must be finite
 /// (checked by [`quantize`]; here a debug assertion only).
 pub fn fit_group(scheme: Scheme, w: &[f32]) -> Levels {
+    fit_group_after(scheme, w, None)
+}
+
+/// [`fit_group`] given this group's previous fit (`quat` keeps its side, see [`quat`]).
+pub fn fit_group_after(scheme: Scheme, w: &[f32], prev: Option<&Levels>) -> Levels {
     debug_assert!(
         w.iter().all(|x| x.is_finite()),
         "fit_group needs finite weights"
@@ -68,7 +78,7 @@ pub fn fit_group(scheme: Scheme, w: &[f32]) -> Levels {
         Scheme::Atn => schemes::atn::fit(w),
         Scheme::Ttq => schemes::ttq::fit(w),
         Scheme::Tern => schemes::tern::fit(w),
-        Scheme::Quat => schemes::quat::fit(w),
+        Scheme::Quat => schemes::quat::fit(w, prev),
         Scheme::QuatFree => schemes::quat_free::fit(w),
     }
 }
@@ -82,18 +92,34 @@ pub fn quantize(
     scheme: Scheme,
     granularity: Granularity,
 ) -> Result<Quantized, QuantError> {
+    quantize_after(w, shape, scheme, granularity, None)
+}
+
+/// [`quantize`] given the tensor's previous fit, one level row per group (training's
+/// evaluation and export, so they agree with the batches before them).
+///
+/// Errors as [`quantize`], and when `prev` has the wrong number of rows.
+pub fn quantize_after(
+    w: &[f32],
+    shape: &[usize],
+    scheme: Scheme,
+    granularity: Granularity,
+    prev: Option<&[Levels]>,
+) -> Result<Quantized, QuantError> {
     let group = validate(w, shape, granularity)?;
-    let levels = fit_all(w, group, scheme);
+    let levels = fit_all(w, group, scheme, prev)?;
     Ok(encode(w, shape, scheme, granularity, group, levels))
 }
 
 /// Writes `levels[code(w)]` for every weight into `out` (QAT's forward weights) and returns
-/// the per-group levels. The values are bit-identical to `dequantize(quantize(..))`.
+/// the per-group levels. The values are bit-identical to
+/// `dequantize(quantize_after(.., prev))`; pass the returned levels as `prev` next batch.
 pub fn fake_quantize(
     w: &[f32],
     shape: &[usize],
     scheme: Scheme,
     granularity: Granularity,
+    prev: Option<&[Levels]>,
     out: &mut [f32],
 ) -> Result<Vec<Levels>, QuantError> {
     let group = validate(w, shape, granularity)?;
@@ -103,7 +129,7 @@ pub fn fake_quantize(
             actual: out.len(),
         });
     }
-    let levels = fit_all(w, group, scheme);
+    let levels = fit_all(w, group, scheme, prev)?;
     w.par_chunks(group)
         .zip(out.par_chunks_mut(group))
         .zip(levels.par_iter())
@@ -184,9 +210,26 @@ fn valid_levels(l: &Levels) -> bool {
         && l.thresholds.windows(2).all(|p| p[0] <= p[1])
 }
 
-/// Fits every group (in parallel for per-channel).
-fn fit_all(w: &[f32], group: usize, scheme: Scheme) -> Vec<Levels> {
-    w.par_chunks(group).map(|g| fit_group(scheme, g)).collect()
+/// Fits every group (in parallel for per-channel), each after its previous row if given.
+fn fit_all(
+    w: &[f32],
+    group: usize,
+    scheme: Scheme,
+    prev: Option<&[Levels]>,
+) -> Result<Vec<Levels>, QuantError> {
+    let groups = w.len() / group;
+    match prev {
+        None => Ok(w.par_chunks(group).map(|g| fit_group(scheme, g)).collect()),
+        Some(p) if p.len() != groups => Err(QuantError::LevelCount {
+            expected: groups,
+            actual: p.len(),
+        }),
+        Some(p) => Ok(w
+            .par_chunks(group)
+            .zip(p.par_iter())
+            .map(|(g, l)| fit_group_after(scheme, g, Some(l)))
+            .collect()),
+    }
 }
 
 /// Encodes every weight with its group's levels.

@@ -3,8 +3,8 @@ mod common;
 use common::weights;
 use proptest::prelude::*;
 use twobit_quant::{
-    dequantize, fake_quantize, fit_group, quantize, quantize_with_levels, rel_error, sparsity, ttq,
-    Granularity, QuantError, Scheme,
+    dequantize, fake_quantize, fit_group, quantize, quantize_after, quantize_with_levels,
+    rel_error, sparsity, ttq, Granularity, QuantError, Scheme,
 };
 
 proptest! {
@@ -26,11 +26,21 @@ proptest! {
                 prop_assert_eq!(q.levels.len(), g.groups(&shape));
                 prop_assert!(q.codes.iter().all(|&c| (c as usize) < scheme.num_codes()));
                 let mut out = vec![f32::NAN; w.len()];
-                let levels = fake_quantize(&w, &shape, scheme, g, &mut out).unwrap();
+                let levels = fake_quantize(&w, &shape, scheme, g, None, &mut out).unwrap();
                 prop_assert_eq!(&levels, &q.levels);
                 let deq = dequantize(&q);
                 let same = deq.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits());
                 prop_assert!(same, "{} {}", scheme, g);
+                // The same after a previous fit (another tensor's levels, as in training).
+                let prev = quantize(&weights(d + 1, w.len(), seed ^ 1), &shape, scheme, g)
+                    .unwrap()
+                    .levels;
+                let q = quantize_after(&w, &shape, scheme, g, Some(&prev)).unwrap();
+                let levels = fake_quantize(&w, &shape, scheme, g, Some(&prev), &mut out).unwrap();
+                prop_assert_eq!(&levels, &q.levels);
+                let deq = dequantize(&q);
+                let same = deq.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits());
+                prop_assert!(same, "{} {} after a previous fit", scheme, g);
                 for l in &q.levels {
                     prop_assert!(l.values.windows(2).all(|p| p[0] <= p[1]), "{:?}", l);
                     prop_assert!(l.thresholds.windows(2).all(|p| p[0] <= p[1]), "{:?}", l);
@@ -80,7 +90,7 @@ fn bad_input_is_an_error() {
     ));
     let mut out = vec![0.0; 1];
     assert!(matches!(
-        fake_quantize(&[1.0, 2.0], &[2], s, t, &mut out),
+        fake_quantize(&[1.0, 2.0], &[2], s, t, None, &mut out),
         Err(QuantError::OutputLength { .. })
     ));
     let l = fit_group(s, &[1.0, 2.0]);
@@ -89,6 +99,21 @@ fn bad_input_is_an_error() {
         Err(QuantError::LevelCount {
             expected: 2,
             actual: 1
+        })
+    ));
+    assert!(matches!(
+        quantize_after(&[1.0, 2.0], &[2, 1], s, Granularity::Channel, Some(&[l])),
+        Err(QuantError::LevelCount {
+            expected: 2,
+            actual: 1
+        })
+    ));
+    let mut out = vec![0.0; 2];
+    assert!(matches!(
+        fake_quantize(&[1.0, 2.0], &[2], s, t, Some(&[l, l]), &mut out),
+        Err(QuantError::LevelCount {
+            expected: 1,
+            actual: 2
         })
     ));
     let mut bad = l;

@@ -2,7 +2,8 @@
 mod common;
 use common::{energy, sse, weights, DISTS};
 use proptest::prelude::*;
-use twobit_quant::{fit_group, Scheme};
+use twobit_quant::quat::{Side, SIDE_MARGIN};
+use twobit_quant::{fit_group, fit_group_after, Levels, Scheme};
 
 /// `s^2/n` of a slice (0 when empty).
 fn gain(v: &[f64]) -> f64 {
@@ -90,8 +91,110 @@ fn check_exact(scheme: Scheme, w: &[f32]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A `quat` level table with two levels on `side` (only its side matters to a refit).
+fn table(side: Side) -> Levels {
+    let l = match side {
+        Side::Positive => fit_group(Scheme::Quat, &[-1.0, 1.0, 2.0, 2.0, 3.0, 3.0]),
+        Side::Negative => fit_group(Scheme::Quat, &[1.0, -1.0, -2.0, -2.0, -3.0, -3.0]),
+    };
+    assert_eq!(Side::of(&l), Some(side), "{l:?}");
+    l
+}
+
+/// A refit after a previous table keeps its side unless the other side's brute-force gain
+/// beats it by more than the margin, and is then exact for the side it keeps.
+fn check_refit(w: &[f32]) -> Result<(), TestCaseError> {
+    let (p, n) = (side(w, true), side(w, false));
+    let gain_of = |s: Side| match s {
+        Side::Positive => brute_two(&p) + brute_one(&n),
+        Side::Negative => brute_one(&p) + brute_two(&n),
+    };
+    let tol = 1e-5 * energy(w) + 1e-30;
+    for (prev, other) in [
+        (Side::Positive, Side::Negative),
+        (Side::Negative, Side::Positive),
+    ] {
+        let (g_prev, g_other) = (gain_of(prev), gain_of(other));
+        let edge = g_prev * (1.0 + SIDE_MARGIN);
+        if (g_other - edge).abs() <= tol {
+            continue; // On the margin: either answer is right up to rounding.
+        }
+        let want = if g_other > edge { g_other } else { g_prev };
+        let l = fit_group_after(Scheme::Quat, w, Some(&table(prev)));
+        let got = energy(w) - sse(w, &l);
+        prop_assert!(
+            (got - want).abs() <= tol,
+            "after {prev:?}: gain {got}, want {want} (prev side {g_prev}, other {g_other}) \
+             for {w:?} -> {l:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn quat_side_of_reads_the_zero_code() {
+    let l = |values: [f32; 4]| Levels {
+        values,
+        thresholds: [0.0; 3],
+    };
+    assert_eq!(Side::of(&l([-1.0, 0.0, 1.0, 2.0])), Some(Side::Positive));
+    assert_eq!(Side::of(&l([0.0, 0.0, 1.0, 2.0])), Some(Side::Positive));
+    assert_eq!(Side::of(&l([-2.0, -1.0, 0.0, 1.0])), Some(Side::Negative));
+    assert_eq!(Side::of(&l([-2.0, -1.0, 0.0, 0.0])), Some(Side::Negative));
+    // One sign empty on the one-level side: the zero sits at codes 1 and 2.
+    assert_eq!(Side::of(&l([-1.0, 0.0, 0.0, 0.0])), None);
+    assert_eq!(Side::of(&l([-2.0, -1.0, 1.0, 2.0])), None);
+}
+
+#[test]
+fn quat_refit_of_symmetric_weights_keeps_either_side_exactly() {
+    // Mirror-symmetric weights: both sides are equally good, so a refit keeps whichever it
+    // had, and the two answers mirror each other. 3000 weights take the histogram path.
+    for n in [300usize, 3000] {
+        let half = weights(0, n / 2, 11);
+        let w: Vec<f32> = half.iter().flat_map(|&x| [x, -x]).collect();
+        let pos = fit_group(Scheme::Quat, &w);
+        assert_eq!(Side::of(&pos), Some(Side::Positive), "ties go positive");
+        let after_pos = fit_group_after(Scheme::Quat, &w, Some(&table(Side::Positive)));
+        assert_eq!(after_pos, pos);
+        let neg = fit_group_after(Scheme::Quat, &w, Some(&table(Side::Negative)));
+        assert_eq!(Side::of(&neg), Some(Side::Negative), "{neg:?}");
+        for (a, b) in neg.values.iter().zip(pos.values.iter().rev()) {
+            assert!(
+                (a + b).abs() <= 1e-6 * b.abs(),
+                "{neg:?} vs mirrored {pos:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn quat_refit_switches_when_the_other_side_is_clearly_better() {
+    // "skewed": positives three times wider than negatives.
+    let w = weights(2, 5000, 3);
+    let best = fit_group(Scheme::Quat, &w);
+    assert_eq!(Side::of(&best), Some(Side::Positive));
+    let after = fit_group_after(Scheme::Quat, &w, Some(&table(Side::Negative)));
+    assert_eq!(after, best);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(600))]
+
+    #[test]
+    fn quat_refit_follows_the_margin_rule(
+        d in 0..DISTS.len(),
+        n in 1usize..32,
+        seed in any::<u64>(),
+        scale in 0.5f32..1.5,
+    ) {
+        // `scale` on the negatives moves the two sides' gains across the margin.
+        let w: Vec<f32> = weights(d, n, seed)
+            .into_iter()
+            .map(|x| if x < 0.0 { x * scale } else { x })
+            .collect();
+        check_refit(&w)?;
+    }
 
     #[test]
     fn tern_is_optimal(d in 0..DISTS.len(), n in 1usize..40, seed in any::<u64>()) {

@@ -29,6 +29,10 @@ pub struct CheckpointMeta {
     pub logs: Vec<EpochLog>,
     /// Training seconds so far.
     pub train_seconds: f64,
+    /// The QAT state after the last step ([`crate::qat::QatState::to_bits`]); empty in
+    /// checkpoints written before it existed.
+    #[serde(default)]
+    pub qat_state: Vec<Option<Vec<[u32; 7]>>>,
 }
 
 impl CheckpointMeta {
@@ -54,6 +58,7 @@ impl CheckpointMeta {
             epochs_done: 0,
             logs: Vec::new(),
             train_seconds: 0.0,
+            qat_state: Vec::new(),
         }
     }
 

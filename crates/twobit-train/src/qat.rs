@@ -73,6 +73,70 @@ pub struct EvalWeights {
     pub quantized: Vec<Option<Quantized>>,
 }
 
+/// What QAT carries from one batch's quantization to the next: each quantized layer's last
+/// level rows, by slot. `quat` keeps its side from them (`twobit_quant::quat`); the other
+/// schemes ignore them. Checkpoints store it so a resumed run continues bit for bit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QatState {
+    levels: Vec<Option<Vec<Levels>>>,
+}
+
+impl QatState {
+    /// The previous level rows of a slot.
+    pub fn prev(&self, slot: usize) -> Option<&[Levels]> {
+        self.levels.get(slot).and_then(|l| l.as_deref())
+    }
+
+    fn set(&mut self, slot: usize, levels: Vec<Levels>) {
+        if self.levels.len() <= slot {
+            self.levels.resize(slot + 1, None);
+        }
+        self.levels[slot] = Some(levels);
+    }
+
+    /// The state as bit patterns (values then thresholds per row), exact and JSON-safe
+    /// (thresholds may be infinite).
+    pub fn to_bits(&self) -> Vec<Option<Vec<[u32; 7]>>> {
+        self.levels
+            .iter()
+            .map(|slot| {
+                slot.as_ref().map(|rows| {
+                    rows.iter()
+                        .map(|l| {
+                            let mut b = [0u32; 7];
+                            for (o, v) in b.iter_mut().zip(l.values.iter().chain(&l.thresholds)) {
+                                *o = v.to_bits();
+                            }
+                            b
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    /// Inverse of [`QatState::to_bits`].
+    pub fn from_bits(bits: &[Option<Vec<[u32; 7]>>]) -> Self {
+        let levels = bits
+            .iter()
+            .map(|slot| {
+                slot.as_ref().map(|rows| {
+                    rows.iter()
+                        .map(|b| {
+                            let f = b.map(f32::from_bits);
+                            Levels {
+                                values: [f[0], f[1], f[2], f[3]],
+                                thresholds: [f[4], f[5], f[6]],
+                            }
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        QatState { levels }
+    }
+}
+
 /// Which layers are quantized, and how.
 #[derive(Clone, Debug)]
 pub struct QatPlan {
@@ -191,8 +255,13 @@ impl QatPlan {
         }
     }
 
-    /// The training forward weights (straight-through), one quantizer call per layer.
-    pub fn train_weights<M: QatModel>(&self, model: &M) -> Result<ForwardWeights, TrainError> {
+    /// The training forward weights (straight-through), one quantizer call per layer, each
+    /// after the layer's previous fit in `state`, which is updated.
+    pub fn train_weights<M: QatModel>(
+        &self,
+        model: &M,
+        state: &mut QatState,
+    ) -> Result<ForwardWeights, TrainError> {
         let mut fw = ForwardWeights::float();
         let Some(scheme) = self.scheme() else {
             return Ok(fw);
@@ -216,10 +285,18 @@ impl QatPlan {
                     &name,
                 )?),
                 (WeightLayer::Linear(l), s) => {
-                    FwWeight::Rank2(ste_forward(l.weight.val(), s, self.granularity, &name)?)
+                    let prev = state.prev(slot);
+                    let (w, levels) =
+                        ste_forward(l.weight.val(), s, self.granularity, prev, &name)?;
+                    state.set(slot, levels);
+                    FwWeight::Rank2(w)
                 }
                 (WeightLayer::Conv(c), s) => {
-                    FwWeight::Rank4(ste_forward(c.weight.val(), s, self.granularity, &name)?)
+                    let prev = state.prev(slot);
+                    let (w, levels) =
+                        ste_forward(c.weight.val(), s, self.granularity, prev, &name)?;
+                    state.set(slot, levels);
+                    FwWeight::Rank4(w)
                 }
             };
             fw.set(slot, w);
@@ -227,9 +304,14 @@ impl QatPlan {
         Ok(fw)
     }
 
-    /// Quantizes every quantized layer once for evaluation (and export). `model` is the
-    /// evaluation (non-autodiff) model.
-    pub fn eval_weights<M: QatModel>(&self, model: &M) -> Result<EvalWeights, TrainError> {
+    /// Quantizes every quantized layer once for evaluation (and export), after the last
+    /// training fits in `state` (read, not updated). `model` is the evaluation
+    /// (non-autodiff) model.
+    pub fn eval_weights<M: QatModel>(
+        &self,
+        model: &M,
+        state: &QatState,
+    ) -> Result<EvalWeights, TrainError> {
         let mut out = EvalWeights::default();
         let layers = model.weight_layers();
         out.quantized = vec![None; layers.len()];
@@ -254,7 +336,13 @@ impl QatPlan {
                     levels,
                 )
             } else {
-                twobit_quant::quantize(&values, &shape, scheme, self.granularity)
+                twobit_quant::quantize_after(
+                    &values,
+                    &shape,
+                    scheme,
+                    self.granularity,
+                    state.prev(slot),
+                )
             }
             .map_err(|source| TrainError::Quant {
                 layer: name.clone(),
@@ -300,20 +388,22 @@ fn quant_err(name: &str) -> impl FnOnce(twobit_quant::QuantError) -> TrainError 
     }
 }
 
-/// `wq + (w - w.detach())` with `wq = fake_quantize(w)`.
+/// `wq + (w - w.detach())` with `wq = fake_quantize(w)` after the previous fit `prev`;
+/// also returns the fitted level rows.
 pub fn ste_forward<const D: usize>(
     w: Tensor<D>,
     scheme: Scheme,
     granularity: Granularity,
+    prev: Option<&[Levels]>,
     name: &str,
-) -> Result<Tensor<D>, TrainError> {
+) -> Result<(Tensor<D>, Vec<Levels>), TrainError> {
     let shape = w.dims();
     let host = tensor_values(w.clone());
     let mut q = vec![0f32; host.len()];
-    twobit_quant::fake_quantize(&host, &shape, scheme, granularity, &mut q)
+    let levels = twobit_quant::fake_quantize(&host, &shape, scheme, granularity, prev, &mut q)
         .map_err(quant_err(name))?;
     let wq = Tensor::<D>::from_data(TensorData::new(q, shape), &w.device());
-    Ok(wq + (w.clone() - w.detach()))
+    Ok((wq + (w.clone() - w.detach()), levels))
 }
 
 /// The TTQ level rows for the current weights and learned scales.

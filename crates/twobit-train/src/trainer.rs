@@ -6,7 +6,7 @@ use crate::data::{epoch_order, epoch_rng, Batcher};
 use crate::export::{latent_weights, to_file_model};
 use crate::layers::Init;
 use crate::models::{Lenet5, Mlp, QatModel, Resnet20, Vgg7};
-use crate::qat::{EvalWeights, ForwardWeights, QatPlan};
+use crate::qat::{EvalWeights, ForwardWeights, QatPlan, QatState};
 use crate::schedule::learning_rate;
 use crate::TrainError;
 use burn::optim::decay::WeightDecayConfig;
@@ -220,6 +220,7 @@ impl<'a> Trainer<'a> {
         let mut logs: Vec<EpochLog> = Vec::new();
         let mut train_seconds = 0.0;
         let mut start_epoch = 0;
+        let mut qat_state = QatState::default();
 
         if opts.resume {
             let path = opts.checkpoint.as_ref().ok_or_else(|| {
@@ -232,6 +233,7 @@ impl<'a> Trainer<'a> {
             start_epoch = ck.meta.epochs_done;
             logs = ck.meta.logs.clone();
             train_seconds = ck.meta.train_seconds;
+            qat_state = QatState::from_bits(&ck.meta.qat_state);
         }
 
         let n_train = cfg.train_limit.map_or(train.len(), |l| l.min(train.len()));
@@ -269,7 +271,7 @@ impl<'a> Trainer<'a> {
                 let (x, y, labels) =
                     batcher.batch(train, idx, augment.then_some(&mut aug_rng), &self.device);
                 let t1 = Instant::now();
-                let fw = plan.train_weights(&model)?;
+                let fw = plan.train_weights(&model, &mut qat_state)?;
                 let t2 = Instant::now();
                 let logits = model.forward(x, &fw);
                 let loss = cross_entropy(logits.clone(), y);
@@ -321,7 +323,7 @@ impl<'a> Trainer<'a> {
             }
 
             let valid = model.valid();
-            let eval = plan.eval_weights(&valid)?;
+            let eval = plan.eval_weights(&valid, &qat_state)?;
             let test_accuracy = evaluate(&valid, &eval.forward, test, cfg.test_limit, &norm)?;
             let log = EpochLog {
                 epoch: epoch + 1,
@@ -342,6 +344,7 @@ impl<'a> Trainer<'a> {
                 meta.epochs_done = epoch + 1;
                 meta.logs = logs.clone();
                 meta.train_seconds = train_seconds;
+                meta.qat_state = qat_state.to_bits();
                 Checkpoint::write(path, &meta, &model, &optim)?;
             }
             last_eval = Some((valid, eval, test_accuracy));
@@ -352,7 +355,7 @@ impl<'a> Trainer<'a> {
             Some(v) => v,
             None => {
                 let valid = model.valid();
-                let eval = plan.eval_weights(&valid)?;
+                let eval = plan.eval_weights(&valid, &qat_state)?;
                 let acc = evaluate(&valid, &eval.forward, test, cfg.test_limit, &norm)?;
                 (valid, eval, acc)
             }

@@ -2,7 +2,7 @@
 //! gradients, architecture export.
 mod common;
 
-use burn::module::Param;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -10,7 +10,7 @@ use twobit_format::{Arch, Layer, Tensor as FileTensor};
 use twobit_quant::{Granularity, Scheme};
 use twobit_train::layers::{tensor_values, Init, TtqScales};
 use twobit_train::models::{Lenet5, Mlp, QatModel, Resnet20, Vgg7};
-use twobit_train::qat::{ste_forward, ttq_forward, QatPlan};
+use twobit_train::qat::{ste_forward, ttq_forward, QatPlan, QatState};
 use twobit_train::WeightScheme;
 
 fn device() -> Device {
@@ -38,9 +38,11 @@ fn ste_forward_equals_fake_quantize_bit_for_bit_and_passes_gradient_through() {
     ] {
         for gran in [Granularity::Tensor, Granularity::Channel] {
             let w = Tensor::<4>::from_data(TensorData::new(w0.clone(), shape), &dev).require_grad();
-            let fwd = ste_forward(w.clone(), scheme, gran, "w").unwrap();
+            let (fwd, levels) = ste_forward(w.clone(), scheme, gran, None, "w").unwrap();
             let mut expect = vec![0f32; n];
-            twobit_quant::fake_quantize(&w0, &shape, scheme, gran, &mut expect).unwrap();
+            let lv =
+                twobit_quant::fake_quantize(&w0, &shape, scheme, gran, None, &mut expect).unwrap();
+            assert_eq!(levels, lv);
             let got = tensor_values(fwd.clone());
             for (i, (a, b)) in got.iter().zip(&expect).enumerate() {
                 assert_eq!(
@@ -54,6 +56,56 @@ fn ste_forward_equals_fake_quantize_bit_for_bit_and_passes_gradient_through() {
             let grads = (fwd * ct).sum().backward();
             let g = tensor_values(w.grad(&grads).unwrap());
             assert_eq!(g, c, "{scheme} {gran}: gradient is not the identity");
+        }
+    }
+}
+
+#[test]
+fn qat_state_round_trips_through_bits_and_is_used_after_training_batches() {
+    let dev = device();
+    let m = Mlp::new(&mut Init::new(1, &dev), [1, 28, 28], 10);
+    for (scheme, gran) in [
+        (Scheme::Quat, Granularity::Channel),
+        (Scheme::Tern, Granularity::Tensor), // ternary tables hold an infinite threshold
+    ] {
+        let plan = QatPlan::new(WeightScheme::Quant(scheme), gran, true, 3);
+        let mut state = QatState::default();
+        plan.train_weights(&m, &mut state).unwrap();
+        for slot in 0..3 {
+            assert!(state.prev(slot).is_some(), "{scheme}: slot {slot}");
+        }
+        let back = QatState::from_bits(&state.to_bits());
+        for slot in 0..3 {
+            let (a, b) = (state.prev(slot).unwrap(), back.prev(slot).unwrap());
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                let bits = |l: &twobit_quant::Levels| {
+                    l.values
+                        .iter()
+                        .chain(&l.thresholds)
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(bits(x), bits(y));
+            }
+        }
+        // Evaluation quantizes after the training fits: the same codes as quantize_after.
+        let valid = m.valid();
+        let eval = plan.eval_weights(&valid, &state).unwrap();
+        for (slot, (_, layer)) in valid.weight_layers().into_iter().enumerate() {
+            let q = twobit_quant::quantize_after(
+                &layer.weight_values(),
+                &layer.shape(),
+                scheme,
+                gran,
+                state.prev(slot),
+            )
+            .unwrap();
+            assert_eq!(
+                eval.quantized[slot].as_ref(),
+                Some(&q),
+                "{scheme} slot {slot}"
+            );
         }
     }
 }
@@ -281,7 +333,9 @@ fn arch_export_matches_module_structure() {
             m.weight_layers().len(),
         );
         let valid = m.valid();
-        let eval = plan.eval_weights(&valid).unwrap();
+        let eval = plan
+            .eval_weights(&valid, &twobit_train::qat::QatState::default())
+            .unwrap();
         let file = twobit_train::export::to_file_model(&valid, &eval, 10, norm, Default::default());
         let arch = file.arch.clone().unwrap();
         let n = valid.weight_layers().len();

@@ -170,6 +170,13 @@ fn resumed_run_matches_uninterrupted_run() {
     };
     let part = build(&cfg, &data, &first, |i| Mlp::new(i, input, 10));
     assert_eq!(part.outcome.logs.len(), 1);
+    // The checkpoint carries quat's side per quantized layer (the middle one of three).
+    let meta = twobit_train::checkpoint::read(&ck).unwrap().meta;
+    let state = twobit_train::qat::QatState::from_bits(&meta.qat_state);
+    assert!(state.prev(0).is_none() && state.prev(2).is_none());
+    let rows = state.prev(1).expect("fc2's levels are checkpointed");
+    assert_eq!(rows.len(), 1);
+    assert!(twobit_quant::quat::Side::of(&rows[0]).is_some(), "{rows:?}");
     let second = RunOptions {
         checkpoint: Some(ck.clone()),
         resume: true,

@@ -1,7 +1,7 @@
 //! One file per scheme; each states its math, code table and bits per weight.
 
 pub(crate) mod atn;
-pub(crate) mod quat;
+pub mod quat;
 pub(crate) mod quat_free;
 pub(crate) mod tern;
 pub mod ttq;
