@@ -11,9 +11,9 @@
 //! fit (`compress`, the first training batch) the one with the smaller error is kept. When
 //! training refits the layer every batch, the previous fit's side is kept unless the other
 //! side reduces the error from all-zero by more than [`SIDE_MARGIN`] more. The two options
-//! are often within 1 % of each other, so the plain argmin switched sides hundreds of times
-//! per run (1,716 switches in 10 epochs of the MLP), reshaping the layer each time and
-//! costing 0.5 points of accuracy (`docs/train.md`). Given the side, the levels are exact.
+//! are often within 1 % of each other, so the plain argmin switched sides many times per
+//! epoch, reshaping the layer each time, and trained worse (`docs/train.md`). Given the
+//! side, the levels are exact.
 //!
 //! | code | positive side gets two | negative side gets two |
 //! |------|------------------------|------------------------|
@@ -29,9 +29,8 @@ use crate::solve::Sides;
 use crate::Levels;
 
 /// How much larger (relatively) the other side's error reduction must be before a refit
-/// switches sides: 10 %. Measured on 10-epoch MLPs (3 seeds): 2 % still switched a few
-/// times per layer and lost 0.25 points against never switching; 10 % matched never
-/// switching.
+/// switches sides: 10 %. The near-ties seen in training are within about 1 %; a small
+/// margin (2 %) still let layers switch a few times per run late in training.
 pub const SIDE_MARGIN: f64 = 0.10;
 
 /// The sign that holds a `quat` level table's two non-zero levels.
