@@ -218,18 +218,16 @@ fn fit_all(
     prev: Option<&[Levels]>,
 ) -> Result<Vec<Levels>, QuantError> {
     let groups = w.len() / group;
-    match prev {
-        None => Ok(w.par_chunks(group).map(|g| fit_group(scheme, g)).collect()),
-        Some(p) if p.len() != groups => Err(QuantError::LevelCount {
+    if let Some(p) = prev.filter(|p| p.len() != groups) {
+        return Err(QuantError::LevelCount {
             expected: groups,
             actual: p.len(),
-        }),
-        Some(p) => Ok(w
-            .par_chunks(group)
-            .zip(p.par_iter())
-            .map(|(g, l)| fit_group_after(scheme, g, Some(l)))
-            .collect()),
+        });
     }
+    Ok(w.par_chunks(group)
+        .enumerate()
+        .map(|(i, g)| fit_group_after(scheme, g, prev.map(|p| &p[i])))
+        .collect())
 }
 
 /// Encodes every weight with its group's levels.

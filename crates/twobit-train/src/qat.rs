@@ -97,41 +97,29 @@ impl QatState {
     /// The state as bit patterns (values then thresholds per row), exact and JSON-safe
     /// (thresholds may be infinite).
     pub fn to_bits(&self) -> Vec<Option<Vec<[u32; 7]>>> {
+        let row = |l: &Levels| {
+            let [v0, v1, v2, v3] = l.values.map(f32::to_bits);
+            let [t0, t1, t2] = l.thresholds.map(f32::to_bits);
+            [v0, v1, v2, v3, t0, t1, t2]
+        };
         self.levels
             .iter()
-            .map(|slot| {
-                slot.as_ref().map(|rows| {
-                    rows.iter()
-                        .map(|l| {
-                            let mut b = [0u32; 7];
-                            for (o, v) in b.iter_mut().zip(l.values.iter().chain(&l.thresholds)) {
-                                *o = v.to_bits();
-                            }
-                            b
-                        })
-                        .collect()
-                })
-            })
+            .map(|slot| slot.as_ref().map(|rows| rows.iter().map(row).collect()))
             .collect()
     }
 
     /// Inverse of [`QatState::to_bits`].
     pub fn from_bits(bits: &[Option<Vec<[u32; 7]>>]) -> Self {
+        let row = |b: &[u32; 7]| {
+            let [v0, v1, v2, v3, t0, t1, t2] = b.map(f32::from_bits);
+            Levels {
+                values: [v0, v1, v2, v3],
+                thresholds: [t0, t1, t2],
+            }
+        };
         let levels = bits
             .iter()
-            .map(|slot| {
-                slot.as_ref().map(|rows| {
-                    rows.iter()
-                        .map(|b| {
-                            let f = b.map(f32::from_bits);
-                            Levels {
-                                values: [f[0], f[1], f[2], f[3]],
-                                thresholds: [f[4], f[5], f[6]],
-                            }
-                        })
-                        .collect()
-                })
-            })
+            .map(|slot| slot.as_ref().map(|rows| rows.iter().map(row).collect()))
             .collect();
         QatState { levels }
     }
@@ -271,34 +259,39 @@ impl QatPlan {
             if !self.is_quantized(slot) {
                 continue;
             }
-            let w = match (&layer, scheme) {
-                (WeightLayer::Linear(l), Scheme::Ttq) => FwWeight::Rank2(ttq_forward(
-                    l.weight.val(),
-                    ttq_of(&layer, &name)?,
-                    self.granularity,
-                    &name,
-                )?),
-                (WeightLayer::Conv(c), Scheme::Ttq) => FwWeight::Rank4(ttq_forward(
-                    c.weight.val(),
-                    ttq_of(&layer, &name)?,
-                    self.granularity,
-                    &name,
-                )?),
+            let prev = state.prev(slot);
+            // TTQ's levels are its learned scales: nothing to carry to the next batch.
+            let (w, levels) = match (&layer, scheme) {
+                (WeightLayer::Linear(l), Scheme::Ttq) => (
+                    FwWeight::Rank2(ttq_forward(
+                        l.weight.val(),
+                        ttq_of(&layer, &name)?,
+                        self.granularity,
+                        &name,
+                    )?),
+                    None,
+                ),
+                (WeightLayer::Conv(c), Scheme::Ttq) => (
+                    FwWeight::Rank4(ttq_forward(
+                        c.weight.val(),
+                        ttq_of(&layer, &name)?,
+                        self.granularity,
+                        &name,
+                    )?),
+                    None,
+                ),
                 (WeightLayer::Linear(l), s) => {
-                    let prev = state.prev(slot);
-                    let (w, levels) =
-                        ste_forward(l.weight.val(), s, self.granularity, prev, &name)?;
-                    state.set(slot, levels);
-                    FwWeight::Rank2(w)
+                    let (w, lv) = ste_forward(l.weight.val(), s, self.granularity, prev, &name)?;
+                    (FwWeight::Rank2(w), Some(lv))
                 }
                 (WeightLayer::Conv(c), s) => {
-                    let prev = state.prev(slot);
-                    let (w, levels) =
-                        ste_forward(c.weight.val(), s, self.granularity, prev, &name)?;
-                    state.set(slot, levels);
-                    FwWeight::Rank4(w)
+                    let (w, lv) = ste_forward(c.weight.val(), s, self.granularity, prev, &name)?;
+                    (FwWeight::Rank4(w), Some(lv))
                 }
             };
+            if let Some(lv) = levels {
+                state.set(slot, lv);
+            }
             fw.set(slot, w);
         }
         Ok(fw)
