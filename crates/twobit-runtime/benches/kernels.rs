@@ -1,5 +1,5 @@
 //! Packed 2-bit kernels vs fp32 `gemm`, same process and thread pool:
-//! 4096x4096 GEMV at batch 1, and vgg7's 3x3 convolutions at batch 64.
+//! 4096x4096 GEMV at batch 1, vgg7's 3x3 convolutions and its fc1 at batch 64.
 //!
 //! The packed path runs with the kernel chosen at run time and, when that is AVX-512, also
 //! with the AVX2 kernel: the `gemm` crate's fp32 GEMM uses AVX2+FMA on stable Rust, so the
@@ -115,6 +115,29 @@ fn vgg7_convs(c: &mut Criterion) {
     g.finish();
 }
 
+/// vgg7's fc1 (8192 -> 1024) at batch 64: two 32-sample tiles, the layer where the 2-bit
+/// path has been slowest against fp32.
+fn vgg7_fc1(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(9);
+    let (rows, cols, batch) = (1024, 8192, 64);
+    let m = matrix(&mut rng, rows, cols, false);
+    let w = m.dequantize();
+    let x: Vec<f32> = (0..batch * cols)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let mut y = vec![0f32; batch * rows];
+    let mut g = c.benchmark_group("vgg7_fc1_8192x1024_batch64");
+    for (kernel, suffix) in packed_kernels() {
+        g.bench_function(format!("packed_ternary{suffix}"), |b| {
+            b.iter(|| m.matmul(kernel, black_box(&x), batch, &mut y))
+        });
+    }
+    g.bench_function("fp32_gemm", |b| {
+        b.iter(|| sgemm(batch, rows, cols, black_box(&x), &w, true, &mut y, true))
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     // Shared machines: few short samples keep a full run to a couple of minutes.
     Criterion::default()
@@ -123,5 +146,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(3))
 }
 
-criterion_group!(name = benches; config = config(); targets = gemv, vgg7_convs);
+criterion_group!(name = benches; config = config(); targets = gemv, vgg7_convs, vgg7_fc1);
 criterion_main!(benches);

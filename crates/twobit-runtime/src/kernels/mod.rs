@@ -114,6 +114,18 @@ impl Kernel {
 #[derive(Clone, Debug)]
 pub struct BlockWords(Vec<[u32; 2]>);
 
+/// Up to 4 bytes as a little-endian word, zero-extended (a row's last, partial block).
+#[inline(always)]
+fn le_word(bytes: &[u8]) -> u32 {
+    match <[u8; 4]>::try_from(bytes) {
+        Ok(full) => u32::from_le_bytes(full),
+        Err(_) => bytes
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &b)| w | (b as u32) << (8 * i)),
+    }
+}
+
 /// A 2-bit weight matrix `[rows, cols]` repacked into bit-planes for fast kernels.
 #[derive(Clone, Debug)]
 pub struct PackedMatrix {
@@ -281,21 +293,23 @@ impl PackedMatrix {
     /// [`BlockWords`]).
     pub fn block_words(&self) -> BlockWords {
         use portable::BLOCK_BYTES;
+        use rayon::prelude::*;
         let blocks = self.stride.div_ceil(BLOCK_BYTES);
         let mut w = vec![[0u32; 2]; blocks * self.rows];
-        for o in 0..self.rows {
-            let row = o * self.stride..(o + 1) * self.stride;
-            for (plane, bytes) in [&self.plus[row.clone()], &self.minus[row]]
-                .into_iter()
-                .enumerate()
-            {
-                for (b, chunk) in bytes.chunks(BLOCK_BYTES).enumerate() {
-                    let mut word = [0u8; 4];
-                    word[..chunk.len()].copy_from_slice(chunk);
-                    w[b * self.rows + o][plane] = u32::from_le_bytes(word);
-                }
+        // Parallel over blocks (each block's rows are contiguous in `w`). Built per layer
+        // call: single-threaded, with a `memmove` per 4-byte chunk, it took a quarter of a
+        // batch-64 vgg7 fc1.
+        w.par_chunks_mut(self.rows).enumerate().for_each(|(b, wb)| {
+            let lo = b * BLOCK_BYTES;
+            let n = BLOCK_BYTES.min(self.stride - lo);
+            for (o, e) in wb.iter_mut().enumerate() {
+                let at = o * self.stride + lo;
+                *e = [
+                    le_word(&self.plus[at..at + n]),
+                    le_word(&self.minus[at..at + n]),
+                ];
             }
-        }
+        });
         BlockWords(w)
     }
 
