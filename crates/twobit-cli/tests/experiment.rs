@@ -64,6 +64,51 @@ fn fmnist_dry_run_plans_every_scheme_and_seed() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+/// `fmnist-lenet5-15` runs its target schemes with 3 seeds and the others with one;
+/// `--seeds N` gives every scheme N.
+#[test]
+fn per_scheme_seeds_and_the_seeds_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let pending = |extra: &[&str]| {
+        let mut args = vec!["experiment", "fmnist-lenet5-15", "--dry-run", "--results"];
+        args.push(s(dir.path()));
+        args.extend_from_slice(extra);
+        let out = twobit(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("pending"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let count = |runs: &[String], scheme: &str, seed: u64| {
+        runs.iter()
+            .filter(|l| {
+                l.contains(&format!("--scheme {scheme} ")) && l.contains(&format!("--seed {seed} "))
+            })
+            .count()
+    };
+    let runs = pending(&[]);
+    assert_eq!(runs.len(), 4 * 3 + 3, "{runs:#?}");
+    for scheme in ["fp", "twn", "tern", "quat"] {
+        assert!(
+            (1..=3).all(|seed| count(&runs, scheme, seed) == 1),
+            "{scheme}"
+        );
+    }
+    for scheme in ["atn", "ttq", "quat-free"] {
+        assert_eq!(count(&runs, scheme, 1), 1, "{scheme}");
+        assert_eq!(count(&runs, scheme, 2), 0, "{scheme}");
+    }
+    let runs = pending(&["--seeds", "2"]);
+    assert_eq!(runs.len(), 7 * 2, "{runs:#?}");
+    assert!(runs.iter().all(|l| !l.contains("--seed 3 ")));
+}
+
 #[test]
 fn cifar_smoke_runs_reports_and_resumes() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,7 +27,7 @@ pub struct Args {
     /// Directory holding the dataset files [default: the dataset's standard location].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Number of seeds (1..=N) instead of the preset's.
+    /// Number of seeds (1..=N) for every scheme, instead of the preset's.
     #[arg(long)]
     pub seeds: Option<u64>,
     /// Only the settings whose id matches this regular expression.
@@ -160,8 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
     let p = select(p, args.only.as_deref())?;
-    let seeds = args.seeds.unwrap_or(p.seeds);
-    if seeds == 0 {
+    if args.seeds == Some(0) {
         bail!("--seeds must be at least 1");
     }
     let root = args.results.join("runs").join(p.name);
@@ -174,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.data_dir.clone()
     };
-    let specs = plan(&p, &args.results, data_dir.as_deref(), seeds);
+    let specs = plan(&p, &args.results, data_dir.as_deref(), args.seeds);
     let mut runs: Vec<Run> = specs
         .into_iter()
         .map(|spec| {
@@ -182,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Run { spec, record }
         })
         .collect();
-    let tplan = torch_plan(&p, seeds, &root);
+    let tplan = torch_plan(&p, args.seeds.unwrap_or(p.seeds), &root);
 
     if args.dry_run {
         let done = runs.iter().filter(|r| r.record.is_some()).count();

@@ -42,16 +42,26 @@ pub struct RunRecord {
     pub commands: [String; 2],
 }
 
-/// The runs of `preset`, in order: settings first to last, then seeds, then schemes.
+/// The runs of `preset`, in order: settings first to last, then seeds, then schemes. Each
+/// scheme runs `Preset::seeds_for` seeds, or `seeds` when given (`--seeds`).
 /// The float baseline ignores `--quantize-all` and `--granularity`, so settings of one model
 /// with equal epochs share its runs.
-pub fn plan(preset: &Preset, results: &Path, data_dir: Option<&Path>, seeds: u64) -> Vec<RunSpec> {
+pub fn plan(
+    preset: &Preset,
+    results: &Path,
+    data_dir: Option<&Path>,
+    seeds: Option<u64>,
+) -> Vec<RunSpec> {
     let root = results.join("runs").join(preset.name);
+    let count = |scheme: &str| seeds.unwrap_or_else(|| preset.seeds_for(scheme));
+    let most = preset.schemes.iter().map(|s| count(s)).max().unwrap_or(0);
     let mut runs = Vec::new();
     for s in &preset.settings {
-        for seed in 1..=seeds {
+        for seed in 1..=most {
             for &scheme in preset.schemes {
-                runs.push(spec(preset, s, scheme, seed, &root, data_dir));
+                if seed <= count(scheme) {
+                    runs.push(spec(preset, s, scheme, seed, &root, data_dir));
+                }
             }
         }
     }
