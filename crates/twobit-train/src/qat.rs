@@ -260,33 +260,14 @@ impl QatPlan {
                 continue;
             }
             let prev = state.prev(slot);
-            // TTQ's levels are its learned scales: nothing to carry to the next batch.
-            let (w, levels) = match (&layer, scheme) {
-                (WeightLayer::Linear(l), Scheme::Ttq) => (
-                    FwWeight::Rank2(ttq_forward(
-                        l.weight.val(),
-                        ttq_of(&layer, &name)?,
-                        self.granularity,
-                        &name,
-                    )?),
-                    None,
-                ),
-                (WeightLayer::Conv(c), Scheme::Ttq) => (
-                    FwWeight::Rank4(ttq_forward(
-                        c.weight.val(),
-                        ttq_of(&layer, &name)?,
-                        self.granularity,
-                        &name,
-                    )?),
-                    None,
-                ),
-                (WeightLayer::Linear(l), s) => {
-                    let (w, lv) = ste_forward(l.weight.val(), s, self.granularity, prev, &name)?;
-                    (FwWeight::Rank2(w), Some(lv))
+            let (w, levels) = match &layer {
+                WeightLayer::Linear(l) => {
+                    let (w, lv) = self.forward_one(l.weight.val(), &layer, scheme, prev, &name)?;
+                    (FwWeight::Rank2(w), lv)
                 }
-                (WeightLayer::Conv(c), s) => {
-                    let (w, lv) = ste_forward(c.weight.val(), s, self.granularity, prev, &name)?;
-                    (FwWeight::Rank4(w), Some(lv))
+                WeightLayer::Conv(c) => {
+                    let (w, lv) = self.forward_one(c.weight.val(), &layer, scheme, prev, &name)?;
+                    (FwWeight::Rank4(w), lv)
                 }
             };
             if let Some(lv) = levels {
@@ -295,6 +276,24 @@ impl QatPlan {
             fw.set(slot, w);
         }
         Ok(fw)
+    }
+
+    /// One layer's training forward weight, and the level rows to carry to the next batch
+    /// (none for TTQ: its levels are its learned scales).
+    fn forward_one<const D: usize>(
+        &self,
+        w: Tensor<D>,
+        layer: &WeightLayer<'_>,
+        scheme: Scheme,
+        prev: Option<&[Levels]>,
+        name: &str,
+    ) -> Result<(Tensor<D>, Option<Vec<Levels>>), TrainError> {
+        if scheme == Scheme::Ttq {
+            let w = ttq_forward(w, ttq_of(layer, name)?, self.granularity, name)?;
+            return Ok((w, None));
+        }
+        let (w, lv) = ste_forward(w, scheme, self.granularity, prev, name)?;
+        Ok((w, Some(lv)))
     }
 
     /// Quantizes every quantized layer once for evaluation (and export), after the last
