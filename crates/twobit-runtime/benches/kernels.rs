@@ -138,7 +138,19 @@ fn vgg7_fc1(c: &mut Criterion) {
     g.finish();
 }
 
+// The allocator and settings of the `twobit` binary (crates/twobit-cli/src/main.rs): freed
+// memory is kept, so a layer's output buffer is not page-faulted in again on every call.
+// Under glibc, both paths spent about a sixth of a convolution in the kernel's page-fault
+// handler, which `twobit bench` never sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` of mimalloc 3 (as in the CLI; a CLI test checks the index).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn config() -> Criterion {
+    // SAFETY: sets an integer allocator option before the benchmarks start threads.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     // Shared machines: few short samples keep a full run to a couple of minutes.
     Criterion::default()
         .sample_size(10)

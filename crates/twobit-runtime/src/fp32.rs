@@ -14,6 +14,25 @@ pub fn sgemm(
     c: &mut [f32],
     parallel: bool,
 ) {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and initialised values may be
+    // overwritten through it.
+    let c = unsafe { &mut *(c as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
+    sgemm_uninit(m, n, k, a, b, b_t, c, parallel)
+}
+
+/// [`sgemm`] into possibly uninitialised memory: all of `c[..m*n]` is written (never read),
+/// so an output buffer need not be zeroed first.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_uninit(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    b_t: bool,
+    c: &mut [std::mem::MaybeUninit<f32>],
+    parallel: bool,
+) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "sgemm sizes"
@@ -22,7 +41,7 @@ pub fn sgemm(
         return;
     }
     if k == 0 {
-        c[..m * n].fill(0.0);
+        c[..m * n].fill(std::mem::MaybeUninit::new(0.0));
         return;
     }
     let (rhs_cs, rhs_rs) = if b_t {
@@ -35,13 +54,14 @@ pub fn sgemm(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above bound every index gemm touches with these strides.
+    // SAFETY: the asserts above bound every index gemm touches with these strides; with
+    // `read_dst` false gemm only writes `c`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c.as_mut_ptr() as *mut f32,
             1,
             n as isize,
             false,

@@ -350,6 +350,11 @@ fn compile(layers: &[Layer], model: &Model, shape: &mut Shape) -> Result<Vec<Op>
                         geom.kh, geom.kw
                     )));
                 }
+                // The 2-bit kernels read a zero-padded copy of the input.
+                check_size(
+                    Shape::Chw(c, h + 2 * padding, w + 2 * padding),
+                    &format!("{label} padded input"),
+                )?;
                 *shape = Shape::Chw(d.rows, geom.oh(), geom.ow());
                 (label, OpKind::Conv { d, geom })
             }

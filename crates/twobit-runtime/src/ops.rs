@@ -1,7 +1,10 @@
 //! Layer operations on NCHW activations: convolution (packed and fp32), pooling, shortcuts.
-use crate::fp32::sgemm;
-use crate::kernels::{Kernel, PackedMatrix, Scratch, SendPtr, SCRATCH, TILE};
+use crate::fp32::sgemm_uninit;
+use crate::kernels::{
+    aligned, Kernel, PackedMatrix, RowOffsets, Scratch, SendPtr, TileInput, SCRATCH, TILE,
+};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Geometry of a 2-D convolution over one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,46 @@ impl ConvGeom {
     /// im2col rows: `cin·kh·kw`.
     pub fn k(&self) -> usize {
         self.cin * self.kh * self.kw
+    }
+
+    /// Writes the batch with `pad` zeros around every plane into `dst` (every element, so
+    /// a reused buffer needs no clearing) and returns the padded height and width.
+    fn pad_input(&self, x: &[f32], batch: usize, dst: &mut Vec<f32>) -> (usize, usize) {
+        let (h, w, p) = (self.h, self.w, self.pad);
+        let (hp, wp) = (h + 2 * p, w + 2 * p);
+        let len = batch * self.cin * hp * wp;
+        if dst.len() < len {
+            dst.resize(len, 0.0);
+        }
+        dst[..len]
+            .par_chunks_mut(hp * wp)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(plane, src)| {
+                plane[..p * wp].fill(0.0);
+                plane[(p + h) * wp..].fill(0.0);
+                for (y, row) in src.chunks_exact(w).enumerate() {
+                    let d = &mut plane[(y + p) * wp..(y + p + 1) * wp];
+                    d[..p].fill(0.0);
+                    d[p..p + w].copy_from_slice(row);
+                    d[p + w..].fill(0.0);
+                }
+            });
+        (hp, wp)
+    }
+
+    /// Offset of each im2col row's (channel, ky, kx) in a padded `hp × wp` image, for
+    /// `rows >= k()` rows; padding rows repeat the last (the kernels never use them).
+    fn row_offsets(&self, rows: usize, hp: usize, wp: usize) -> RowOffsets {
+        let per_c = self.kh * self.kw;
+        RowOffsets::new(
+            (0..rows)
+                .map(|k| {
+                    let k = k.min(self.k() - 1);
+                    let (ci, r) = (k / per_c, k % per_c);
+                    (ci * hp * wp + (r / self.kw) * wp + r % self.kw) as u32
+                })
+                .collect(),
+        )
     }
 
     /// Writes im2col rows for output positions `p0..p0+width` of one image into `dst`
@@ -122,9 +165,10 @@ fn zero_short(dst: &mut [f32]) {
     }
 }
 
-/// 2-bit convolution: im2col one `TILE` of output positions at a time into a thread-local
-/// buffer, run the packed tile kernel, then apply the per-channel affine
-/// `y = scale[o]·dot + shift[o]` (then ReLU when `relu`). Parallel over (image, tile).
+/// 2-bit convolution without im2col: the tile kernel reads each (channel, ky, kx) row of
+/// a `TILE` of output positions straight from the zero-padded input (see [`TileInput`]),
+/// then the per-channel affine `y = scale[o]·dot + shift[o]` (then ReLU when `relu`) is
+/// applied. Parallel over (image, tile).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_packed(
     m: &PackedMatrix,
@@ -136,45 +180,93 @@ pub fn conv2d_packed(
     shift: &[f32],
     relu: bool,
 ) -> Vec<f32> {
-    let (o, positions) = (m.rows(), g.oh() * g.ow());
-    let in_len = g.cin * g.h * g.w;
-    assert_eq!(x.len(), batch * in_len, "conv input size");
+    assert_eq!(x.len(), batch * g.cin * g.h * g.w, "conv input size");
     assert_eq!(m.cols(), g.k(), "conv weight columns");
-    let mut y = vec![0f32; batch * o * positions];
+    if g.pad == 0 {
+        return conv2d_packed_from(m, g, kernel, x, (g.h, g.w), batch, scale, shift, relu);
+    }
+    // The padded copy's buffer is kept between calls: allocating it per layer cost page
+    // faults and a memset each time.
+    PADDED.with(|cell| {
+        let mut own = Vec::new();
+        let mut kept = cell.try_borrow_mut();
+        let buf = match kept.as_mut() {
+            Ok(b) => &mut **b,
+            Err(_) => &mut own,
+        };
+        let hw = g.pad_input(x, batch, buf);
+        conv2d_packed_from(m, g, kernel, buf, hw, batch, scale, shift, relu)
+    })
+}
+
+thread_local! {
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`conv2d_packed`] on an input whose planes are `hp × wp` with the padding already in
+/// place (`xp` may be longer than the batch).
+#[allow(clippy::too_many_arguments)]
+fn conv2d_packed_from(
+    m: &PackedMatrix,
+    g: &ConvGeom,
+    kernel: Kernel,
+    xp: &[f32],
+    (hp, wp): (usize, usize),
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    let (o, positions, ow) = (m.rows(), g.oh() * g.ow(), g.ow());
+    let img_len = g.cin * hp * wp;
+    let koff = g.row_offsets(m.stride * 8, hp, wp);
+    let len = batch * o * positions;
+    // Every element is written below (each task its (image, tile) for all channels), so
+    // the output is not zeroed first; `set_len` comes after the writes.
+    let mut y: Vec<f32> = Vec::with_capacity(len);
     let tiles = positions.div_ceil(TILE);
-    let kpad = m.stride * 8;
     let out = SendPtr(y.as_mut_ptr());
     let words = m.block_words();
     (0..batch * tiles).into_par_iter().for_each(|task| {
+        let (b, t) = (task / tiles, task % tiles);
+        let p0 = t * TILE;
+        let width = TILE.min(positions - p0);
+        // Window corner of each output position; lanes past `width` repeat the first.
+        let idx = std::array::from_fn(|j| {
+            let p = p0 + if j < width { j } else { 0 };
+            ((p / ow) * g.stride * wp + (p % ow) * g.stride) as u32
+        });
+        let input = TileInput::new(&xp[b * img_len..(b + 1) * img_len], &koff, idx);
         SCRATCH.with(|cell| {
             // No nested parallelism below, so this thread cannot re-enter the borrow.
-            let Scratch { cols, tables, acc } = &mut *cell.borrow_mut();
-            cols.resize(kpad * TILE, 0.0);
-            acc.resize(o * TILE, 0.0);
-            let (b, t) = (task / tiles, task % tiles);
-            let p0 = t * TILE;
-            let width = TILE.min(positions - p0);
-            if width < TILE {
-                cols.fill(0.0);
-            } else {
-                // Rows past `k()` are padding and must be zero (the buffer is reused).
-                cols[g.k() * TILE..].fill(0.0);
-            }
-            g.im2col(&x[b * in_len..(b + 1) * in_len], p0, width, cols, TILE);
-            m.tile_matmul(kernel, 0..o, &words, cols, tables, acc);
+            let Scratch { tables, acc, .. } = &mut *cell.borrow_mut();
+            let acc = aligned(acc, o * TILE);
+            m.tile_matmul(kernel, 0..o, &words, &input, tables, acc);
             let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             for oc in 0..o {
                 let base = (b * o + oc) * positions + p0;
-                // SAFETY: (b, t) is unique to this task, so `base..base + width` is disjoint
-                // from every other task's range and lies inside `y`.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(base), width) };
+                // SAFETY: (b, t) is unique to this task, so `base..base + width` is
+                // disjoint from every other task's range and lies inside `y`'s capacity
+                // (uninitialised memory, hence `MaybeUninit`).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out.get().add(base) as *mut MaybeUninit<f32>,
+                        width,
+                    )
+                };
                 let (sc, sh) = (scale[oc], shift[oc]);
                 for (d, a) in dst.iter_mut().zip(&acc[oc * TILE..oc * TILE + width]) {
-                    *d = (sc * a + sh).max(floor);
+                    let v = sc * a + sh;
+                    // `f32::max` without its NaN branch (same result: a NaN `v` gives
+                    // `floor`), so the loop vectorises.
+                    d.write(if v > floor { v } else { floor });
                 }
             }
         })
     });
+    // SAFETY: the tasks above wrote all `len` elements: every (image, tile) task writes
+    // its positions for every channel.
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -195,10 +287,12 @@ pub fn conv2d_f32(
     let in_len = g.cin * g.h * g.w;
     assert_eq!(x.len(), batch * in_len, "conv input size");
     assert_eq!(w.len(), o * k, "conv weight size");
-    let mut y = vec![0f32; batch * o * positions];
+    let len = batch * o * positions;
+    // Not zeroed: the GEMM writes every output before it is read (as in the 2-bit path).
+    let mut y: Vec<f32> = Vec::with_capacity(len);
     // Parallelise across images when there are enough, else inside the GEMM.
     let outer = batch >= rayon::current_num_threads();
-    let run = |(b, yb): (usize, &mut [f32]), cols: &mut Vec<f32>| {
+    let run = |(b, yb): (usize, &mut [MaybeUninit<f32>]), cols: &mut Vec<f32>| {
         cols.resize(k * positions, 0.0);
         g.im2col(
             &x[b * in_len..(b + 1) * in_len],
@@ -207,7 +301,9 @@ pub fn conv2d_f32(
             cols,
             positions,
         );
-        sgemm(o, positions, k, w, cols, false, yb, !outer);
+        sgemm_uninit(o, positions, k, w, cols, false, yb, !outer);
+        // SAFETY: `sgemm_uninit` wrote all of `yb`.
+        let yb = unsafe { &mut *(yb as *mut [MaybeUninit<f32>] as *mut [f32]) };
         let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
         for (oc, row) in yb.chunks_exact_mut(positions).enumerate() {
             for v in row {
@@ -215,8 +311,10 @@ pub fn conv2d_f32(
             }
         }
     };
+    let spare = &mut y.spare_capacity_mut()[..len];
     if outer {
-        y.par_chunks_mut(o * positions)
+        spare
+            .par_chunks_mut(o * positions)
             .enumerate()
             .for_each(|item| {
                 // The GEMM is sequential here (`!outer`), so no re-entrant borrow.
@@ -224,10 +322,12 @@ pub fn conv2d_f32(
             });
     } else {
         let mut cols = Vec::new();
-        for item in y.chunks_mut(o * positions).enumerate() {
+        for item in spare.chunks_mut(o * positions).enumerate() {
             run(item, &mut cols);
         }
     }
+    // SAFETY: every image's chunk was written by its GEMM.
+    unsafe { y.set_len(len) };
     y
 }
 

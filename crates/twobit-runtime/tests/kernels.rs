@@ -2,7 +2,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use twobit_quant::Levels;
-use twobit_runtime::kernels::{reference_matmul, Kernel, PackedMatrix, TILE};
+use twobit_runtime::kernels::{
+    reference_matmul, Kernel, PackedMatrix, RowOffsets, TileInput, TILE,
+};
 use twobit_runtime::ops::{conv2d_f32, conv2d_packed, ConvGeom};
 
 fn pack(codes: &[u8]) -> Vec<u8> {
@@ -122,6 +124,8 @@ fn gemv_and_tile_paths_agree_with_reference() {
                 for (i, v) in x.iter().enumerate() {
                     xt[i * TILE + 5] = *v;
                 }
+                let koff = RowOffsets::dense(kpad);
+                let xt = TileInput::dense(&xt, &koff);
                 let mut out = vec![0f32; rows * TILE];
                 m.tile_matmul(k, 0..rows, &m.block_words(), &xt, &mut Vec::new(), &mut out);
                 let col: Vec<f32> = (0..rows).map(|o| out[o * TILE + 5]).collect();
@@ -204,6 +208,12 @@ fn packed_conv_matches_fp32_conv() {
         (3, 5, 13, 10, 3, 3, 2, 2),
         (2, 7, 7, 9, 4, 2, 0, 1),
         (1, 3, 40, 3, 3, 1, 1, 2),
+        // Widths whose tiles read whole 16-lane runs (16, 32), two 8-lane runs (8) or a
+        // mix (24) without gathers.
+        (3, 6, 16, 16, 3, 1, 1, 1),
+        (2, 3, 32, 32, 3, 1, 1, 1),
+        (4, 5, 8, 8, 3, 1, 1, 2),
+        (3, 4, 5, 24, 3, 1, 1, 1),
     ] {
         let g = ConvGeom {
             cin,

@@ -311,6 +311,14 @@ fn bad_models_and_inputs_are_clear_errors() {
         "huge input must not allocate"
     );
 
+    // A padding whose zero-padded copy (what the 2-bit kernels read) would be huge.
+    let mut m = good.clone();
+    if let Some(Layer::Conv2d { padding, .. }) = m.arch.as_mut().unwrap().layers.first_mut() {
+        *padding = 1 << 14;
+    }
+    let e = Runtime::from_model(&m).err().unwrap();
+    assert!(e.to_string().contains("padded input"), "{e}");
+
     let mut m = good.clone();
     m.arch.as_mut().unwrap().layers.insert(
         0,

@@ -2,7 +2,7 @@
 #![cfg(target_arch = "x86_64")]
 // Several register arrays are indexed in lockstep; index loops read clearer than zips.
 #![allow(clippy::needless_range_loop)]
-use super::PackedMatrix;
+use super::{PackedMatrix, TileInput, TILE};
 use std::arch::x86_64::*;
 
 /// Lane masks: entry `b` has lane `i` all-ones when bit `i` of `b` is set.
@@ -93,9 +93,44 @@ pub(crate) unsafe fn gemv_rows(m: &PackedMatrix, xp: &[f32], total: f32, r0: usi
     }
 }
 
+/// A 64-byte aligned staging buffer for one group's rows.
+#[repr(align(64))]
+struct Stage([f32; 4 * TILE]);
+
+/// How one 8-lane vector of a tile row is read (same for every row of the tile).
+#[derive(Clone, Copy)]
+enum Lanes {
+    /// 8 consecutive floats from this lane offset.
+    Run(usize),
+    /// Anything else (strided convolutions, ragged rows): a gather.
+    Gather(__m256i),
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn lane_plan(x: &TileInput) -> [Lanes; TILE / 8] {
+    let mut plan = [Lanes::Run(0); TILE / 8];
+    for (v, l) in plan.iter_mut().enumerate() {
+        *l = match x.run(v * 8, 8) {
+            Some(s) => Lanes::Run(s),
+            None => Lanes::Gather(_mm256_loadu_si256(x.idx.as_ptr().add(v * 8) as *const _)),
+        };
+    }
+    plan
+}
+
+/// One vector of a row whose lane `j` is at `row + idx[j]`.
+#[inline(always)]
+unsafe fn load(row: *const f32, l: Lanes) -> __m256 {
+    match l {
+        Lanes::Run(s) => _mm256_loadu_ps(row.add(s)),
+        Lanes::Gather(ix) => _mm256_i32gather_ps::<4>(row, ix),
+    }
+}
+
 /// Tile kernel with intrinsics: same activation-stationary LUT algorithm as the portable
 /// one, but with separate plus/minus accumulators (8 independent add chains instead of 4
-/// dependent FMA chains) and no bounds checks in the inner loop.
+/// dependent FMA chains) and no bounds checks in the inner loop. Each group's 4 activation
+/// rows are read once, in place (see [`TileInput`]).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; sizes as checked by `PackedMatrix::tile_matmul`.
@@ -103,19 +138,21 @@ pub(crate) unsafe fn gemv_rows(m: &PackedMatrix, xp: &[f32], total: f32, r0: usi
 pub(crate) unsafe fn tile(
     m: &PackedMatrix,
     rows: std::ops::Range<usize>,
-    words: &[[u32; 2]],
-    xt: &[f32],
+    words: &[[super::portable::Word; 2]],
+    x: &TileInput,
     tables: &mut [f32],
     out: &mut [f32],
 ) {
     use super::portable::{BLOCK_BYTES, TABLE_LEN};
-    use super::TILE;
     const V: usize = TILE / 8;
     debug_assert!(tables.len() >= TABLE_LEN && out.len() >= rows.len() * TILE);
     debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK_BYTES) * m.rows);
-    debug_assert!(xt.len() >= m.stride * 8 * TILE);
+    debug_assert_eq!(x.koff.len(), m.stride * 8);
     let tb = tables.as_mut_ptr();
-    let xp = xt.as_ptr();
+    let plan = lane_plan(x);
+    // A group's 4 activation rows, staged once (16 registers would not hold them).
+    let mut stage = Stage([0.0; 4 * TILE]);
+    let xp = stage.0.as_mut_ptr();
     let op = out.as_mut_ptr();
     let zero = _mm256_setzero_ps();
     for i in 0..rows.len() * V {
@@ -127,7 +164,14 @@ pub(crate) unsafe fn tile(
         // Subset-sum tables: entry `mask` = entry `mask & (mask-1)` + row of the lowest bit.
         for g in 0..nbytes * 2 {
             let t = tb.add(g * 16 * TILE);
-            let x0 = xp.add((b0 * 8 + g * 4) * TILE);
+            let k0 = b0 * 8 + g * 4;
+            for i in 0..4 {
+                let row = x.row(k0 + i);
+                for v in 0..V {
+                    _mm256_store_ps(xp.add(i * TILE + v * 8), load(row, plan[v]));
+                }
+            }
+            let x0 = xp as *const f32;
             for v in 0..V {
                 _mm256_storeu_ps(t.add(v * 8), zero);
             }
@@ -182,9 +226,10 @@ pub(crate) unsafe fn tile(
         return;
     }
     let mut total = [zero; V];
-    for k in 0..m.stride * 8 {
+    for k in 0..m.cols {
+        let row = x.row(k);
         for (v, t) in total.iter_mut().enumerate() {
-            *t = _mm256_add_ps(*t, _mm256_loadu_ps(xp.add(k * TILE + v * 8)));
+            *t = _mm256_add_ps(*t, load(row, plan[v]));
         }
     }
     for o in rows.clone() {
@@ -200,14 +245,14 @@ pub(crate) unsafe fn tile(
 #[inline(always)]
 unsafe fn block_sums<const USE3: bool>(
     tb: *const f32,
-    p: u32,
-    n: u32,
+    p: super::portable::Word,
+    n: super::portable::Word,
     ap: &mut [__m256; super::TILE / 8],
     an: &mut [__m256; super::TILE / 8],
     ab: &mut [__m256; super::TILE / 8],
 ) {
     use super::TILE;
-    for g in 0..8 {
+    for g in 0..super::portable::BLOCK_BYTES * 2 {
         let base = tb.add(g * 16 * TILE);
         let (pn, nn) = ((p >> (4 * g)) & 15, (n >> (4 * g)) & 15);
         let tp = base.add(pn as usize * TILE);

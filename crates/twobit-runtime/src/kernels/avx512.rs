@@ -6,7 +6,7 @@
 //!   in two 512-bit registers instead of four 256-bit ones.
 #![cfg(target_arch = "x86_64")]
 #![allow(clippy::needless_range_loop)]
-use super::PackedMatrix;
+use super::{PackedMatrix, TileInput, TILE};
 use std::arch::x86_64::*;
 
 /// Columns per GEMV step: 4 masks of 16 lanes from one 64-bit plane word per plane.
@@ -103,8 +103,48 @@ unsafe fn step<const H3: bool>(
     }
 }
 
+/// How one 16-lane vector of a tile row is read (same for every row of the tile).
+#[derive(Clone, Copy)]
+enum Lanes {
+    /// 16 consecutive floats from this lane offset.
+    Whole(usize),
+    /// Two runs of 8 (e.g. two output rows of an 8-wide image).
+    Halves(usize, usize),
+    /// Anything else (strided convolutions, ragged rows): a gather.
+    Gather(__m512i),
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn lane_plan(x: &TileInput) -> [Lanes; TILE / 16] {
+    let mut plan = [Lanes::Whole(0); TILE / 16];
+    for (v, l) in plan.iter_mut().enumerate() {
+        let l0 = v * 16;
+        *l = match (x.run(l0, 16), x.run(l0, 8), x.run(l0 + 8, 8)) {
+            (Some(s), _, _) => Lanes::Whole(s),
+            (None, Some(a), Some(b)) => Lanes::Halves(a, b),
+            _ => Lanes::Gather(_mm512_loadu_si512(x.idx.as_ptr().add(l0) as *const _)),
+        };
+    }
+    plan
+}
+
+/// One vector of a row whose lane `j` is at `row + idx[j]`.
+#[inline(always)]
+unsafe fn load(row: *const f32, l: Lanes) -> __m512 {
+    match l {
+        Lanes::Whole(s) => _mm512_loadu_ps(row.add(s)),
+        Lanes::Halves(a, b) => {
+            let lo = _mm512_castps256_ps512(_mm256_loadu_ps(row.add(a)));
+            let hi = _mm256_castps_pd(_mm256_loadu_ps(row.add(b)));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), hi))
+        }
+        Lanes::Gather(ix) => _mm512_i32gather_ps::<4>(ix, row),
+    }
+}
+
 /// Tile kernel: the AVX2 kernel's LUT algorithm on 512-bit vectors (see
-/// `portable::tile_impl` for the algorithm).
+/// `portable::tile_impl` for the algorithm). Each group's 4 activation rows are read once,
+/// in place (see [`TileInput`]), into registers while its table is built.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and FMA; sizes as checked by `PackedMatrix::tile_matmul`.
@@ -112,20 +152,19 @@ unsafe fn step<const H3: bool>(
 pub(crate) unsafe fn tile(
     m: &PackedMatrix,
     rows: std::ops::Range<usize>,
-    words: &[[u32; 2]],
-    xt: &[f32],
+    words: &[[super::portable::Word; 2]],
+    x: &TileInput,
     tables: &mut [f32],
     out: &mut [f32],
 ) {
     use super::portable::{BLOCK_BYTES, TABLE_LEN};
-    use super::TILE;
     const V: usize = TILE / 16;
     debug_assert!(tables.len() >= TABLE_LEN && out.len() >= rows.len() * TILE);
     debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK_BYTES) * m.rows);
-    debug_assert!(xt.len() >= m.stride * 8 * TILE);
+    debug_assert_eq!(x.koff.len(), m.stride * 8);
     let tb = tables.as_mut_ptr();
-    let xp = xt.as_ptr();
     let op = out.as_mut_ptr();
+    let plan = lane_plan(x);
     let zero = _mm512_setzero_ps();
     for i in 0..rows.len() * V {
         _mm512_storeu_ps(op.add(i * 16), zero);
@@ -136,20 +175,25 @@ pub(crate) unsafe fn tile(
         // Subset-sum tables: entry `mask` = entry `mask & (mask-1)` + row of the lowest bit.
         for g in 0..nbytes * 2 {
             let t = tb.add(g * 16 * TILE);
-            let x0 = xp.add((b0 * 8 + g * 4) * TILE);
+            let k0 = b0 * 8 + g * 4;
+            // Plain loops: closures (`array::from_fn`) do not inherit the target features,
+            // so their loads were out-of-line calls.
+            let mut r = [[zero; V]; 4];
+            for (i, ri) in r.iter_mut().enumerate() {
+                let row = x.row(k0 + i);
+                for v in 0..V {
+                    ri[v] = load(row, plan[v]);
+                }
+            }
             for v in 0..V {
                 _mm512_storeu_ps(t.add(v * 16), zero);
             }
             for mask in 1..16usize {
                 let low = mask.trailing_zeros() as usize;
                 let src = t.add((mask & (mask - 1)) * TILE);
-                let xr = x0.add(low * TILE);
                 let dst = t.add(mask * TILE);
                 for v in 0..V {
-                    let s = _mm512_add_ps(
-                        _mm512_loadu_ps(src.add(v * 16)),
-                        _mm512_loadu_ps(xr.add(v * 16)),
-                    );
+                    let s = _mm512_add_ps(_mm512_loadu_ps(src.add(v * 16)), r[low][v]);
                     _mm512_storeu_ps(dst.add(v * 16), s);
                 }
             }
@@ -188,9 +232,10 @@ pub(crate) unsafe fn tile(
         return;
     }
     let mut total = [zero; V];
-    for k in 0..m.stride * 8 {
+    for k in 0..m.cols {
+        let row = x.row(k);
         for (v, t) in total.iter_mut().enumerate() {
-            *t = _mm512_add_ps(*t, _mm512_loadu_ps(xp.add(k * TILE + v * 16)));
+            *t = _mm512_add_ps(*t, load(row, plan[v]));
         }
     }
     for o in rows.clone() {
@@ -207,8 +252,8 @@ pub(crate) unsafe fn tile(
 #[inline(always)]
 unsafe fn block_sums<const USE3: bool>(
     tb: *const f32,
-    p: u32,
-    n: u32,
+    p: super::portable::Word,
+    n: super::portable::Word,
 ) -> (
     [__m512; super::TILE / 16],
     [__m512; super::TILE / 16],
@@ -220,7 +265,7 @@ unsafe fn block_sums<const USE3: bool>(
     let mut ap = [[zero; V]; 2];
     let mut an = [[zero; V]; 2];
     let mut ab = [[zero; V]; 2];
-    for g in 0..8 {
+    for g in 0..super::portable::BLOCK_BYTES * 2 {
         let h = g & 1;
         let base = tb.add(g * 16 * TILE);
         let (pn, nn) = ((p >> (4 * g)) & 15, (n >> (4 * g)) & 15);

@@ -10,9 +10,11 @@
 //! zeros skipped. Memory stays at 2 bits per weight plus 16 bytes of coefficients per row.
 mod avx2;
 mod avx512;
+mod input;
 mod portable;
 mod reference;
 
+pub use input::{RowOffsets, TileInput};
 pub use reference::reference_matmul;
 
 use crate::RuntimeError;
@@ -23,12 +25,24 @@ use twobit_quant::Levels;
 /// cost a 2-bit convolution a fifth of its time.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    /// im2col tile (2-bit path) or whole-image im2col (fp32 path).
+    /// Whole-image im2col (fp32 path; the 2-bit path reads its input in place).
     pub(crate) cols: Vec<f32>,
     /// LUT tables of the tile kernels.
     pub(crate) tables: Vec<f32>,
     /// Tile output.
     pub(crate) acc: Vec<f32>,
+}
+
+/// `len` floats of `buf` starting on a 64-byte boundary (the buffer grows as needed).
+/// Vectors read from a misaligned buffer straddle cache lines on every other load: with
+/// `Vec`'s 16-byte alignment the tile kernel's table reads ran 1.5x slower.
+pub(crate) fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    const PAD: usize = 64 / std::mem::size_of::<f32>();
+    if buf.len() < len + PAD {
+        buf.resize(len + PAD, 0.0);
+    }
+    let off = buf.as_ptr().align_offset(64).min(PAD);
+    &mut buf[off..off + len]
 }
 
 thread_local! {
@@ -112,17 +126,17 @@ impl Kernel {
 /// this layout streams 8 bytes per row. Transient (built per layer call), so resident weight
 /// memory stays at the row-major planes.
 #[derive(Clone, Debug)]
-pub struct BlockWords(Vec<[u32; 2]>);
+pub struct BlockWords(Vec<[portable::Word; 2]>);
 
 /// Up to 4 bytes as a little-endian word, zero-extended (a row's last, partial block).
 #[inline(always)]
-fn le_word(bytes: &[u8]) -> u32 {
-    match <[u8; 4]>::try_from(bytes) {
-        Ok(full) => u32::from_le_bytes(full),
+fn le_word(bytes: &[u8]) -> portable::Word {
+    match <[u8; portable::BLOCK_BYTES]>::try_from(bytes) {
+        Ok(full) => portable::Word::from_le_bytes(full),
         Err(_) => bytes
             .iter()
             .enumerate()
-            .fold(0, |w, (i, &b)| w | (b as u32) << (8 * i)),
+            .fold(0, |w, (i, &b)| w | (b as portable::Word) << (8 * i)),
     }
 }
 
@@ -295,7 +309,7 @@ impl PackedMatrix {
         use portable::BLOCK_BYTES;
         use rayon::prelude::*;
         let blocks = self.stride.div_ceil(BLOCK_BYTES);
-        let mut w = vec![[0u32; 2]; blocks * self.rows];
+        let mut w = vec![[0; 2]; blocks * self.rows];
         // Parallel over blocks (each block's rows are contiguous in `w`). Built per layer
         // call: single-threaded, with a `memmove` per 4-byte chunk, it took a quarter of a
         // batch-64 vgg7 fc1.
@@ -314,15 +328,16 @@ impl PackedMatrix {
     }
 
     /// One column tile for output rows `rows`: `out[(o - rows.start)*TILE + j] =
-    /// Σ_k w[o,k]·xt[k*TILE + j]`, where `xt` holds `stride*8` rows of `TILE` activations
-    /// (rows past `cols` must be zero) and `out` holds `rows.len()*TILE` values (overwritten).
-    /// `words` is [`PackedMatrix::block_words`]; `tables` is scratch reused between calls.
+    /// Σ_k w[o,k]·x(k, j)`, where `x` addresses `stride*8` rows of `TILE` activations (rows
+    /// past `cols` are read but never used, so any values do) and `out` holds
+    /// `rows.len()*TILE` values (overwritten). `words` is [`PackedMatrix::block_words`];
+    /// `tables` is scratch reused between calls.
     pub fn tile_matmul(
         &self,
         kernel: Kernel,
         rows: std::ops::Range<usize>,
         words: &BlockWords,
-        xt: &[f32],
+        x: &TileInput,
         tables: &mut Vec<f32>,
         out: &mut [f32],
     ) {
@@ -330,26 +345,27 @@ impl PackedMatrix {
             rows.start <= rows.end && rows.end <= self.rows,
             "tile rows {rows:?}"
         );
-        assert_eq!(xt.len(), self.stride * 8 * TILE, "tile input size");
+        assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
         assert_eq!(out.len(), rows.len() * TILE, "tile output size");
         assert_eq!(
             words.0.len(),
             self.stride.div_ceil(portable::BLOCK_BYTES) * self.rows,
             "block words of another matrix"
         );
-        tables.resize(portable::TABLE_LEN, 0.0);
+        let tables = aligned(tables, portable::TABLE_LEN);
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 if Kernel::Avx512.available() => {
-                // SAFETY: AVX-512F and FMA were detected at run time.
-                unsafe { avx512::tile(self, rows, &words.0, xt, tables, out) }
+                // SAFETY: AVX-512F and FMA were detected at run time; `TileInput::new`
+                // checked that every read lies in its buffer.
+                unsafe { avx512::tile(self, rows, &words.0, x, tables, out) }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if Kernel::Avx2.available() => {
-                // SAFETY: AVX2 and FMA were detected at run time.
-                unsafe { avx2::tile(self, rows, &words.0, xt, tables, out) }
+                // SAFETY: as above, for AVX2 and FMA.
+                unsafe { avx2::tile(self, rows, &words.0, x, tables, out) }
             }
-            _ => portable::tile(self, rows, xt, tables, out),
+            _ => portable::tile(self, rows, x, tables, out),
         }
     }
 
@@ -378,7 +394,8 @@ impl PackedMatrix {
         let chunk = rows.div_ceil(chunks);
         // Each tile's samples transposed once (`kpad` rows of TILE), shared by its row chunks.
         let tile_len = kpad * TILE;
-        let mut xts = vec![0f32; tiles * tile_len];
+        let mut xbuf = Vec::new();
+        let xts = aligned(&mut xbuf, tiles * tile_len);
         xts.par_chunks_mut(tile_len)
             .enumerate()
             .for_each(|(t, xt)| {
@@ -390,21 +407,23 @@ impl PackedMatrix {
                     }
                 }
             });
+        let xts_ro: &[f32] = xts;
         let out = SendPtr(y.as_mut_ptr());
+        let koff = RowOffsets::dense(kpad);
         (0..tiles * chunks).into_par_iter().for_each(|task| {
             let (t, c) = (task / chunks, task % chunks);
             let r = c * chunk..((c + 1) * chunk).min(rows);
             if r.is_empty() {
                 return;
             }
-            let xt = &xts[t * tile_len..(t + 1) * tile_len];
+            let xt = TileInput::dense(&xts_ro[t * tile_len..(t + 1) * tile_len], &koff);
             SCRATCH.with(|cell| {
                 // No nested parallelism below, so this thread cannot re-enter the borrow.
                 let Scratch { tables, acc, .. } = &mut *cell.borrow_mut();
-                acc.resize(r.len() * TILE, 0.0);
+                let acc = aligned(acc, r.len() * TILE);
                 let n0 = t * TILE;
                 let w = TILE.min(batch - n0);
-                self.tile_matmul(kernel, r.clone(), &words, xt, tables, acc);
+                self.tile_matmul(kernel, r.clone(), &words, &xt, tables, acc);
                 for j in 0..w {
                     // SAFETY: (tile, row chunk) is unique to this task: samples n0..n0+w,
                     // rows r, all inside `y`.

@@ -1,8 +1,10 @@
 //! Portable kernels (plain Rust, any target).
-use super::{PackedMatrix, TILE};
+use super::{PackedMatrix, TileInput, TILE};
 
-/// Plane bytes per k-block: 4 bytes = 32 columns = 8 groups of 4.
-pub(crate) const BLOCK_BYTES: usize = 4;
+/// One row's plane bits for one k-block (see `BlockWords`).
+pub(crate) type Word = u32;
+/// Plane bytes per k-block: one `Word`, 8 columns per byte, 2 groups of 4 per byte.
+pub(crate) const BLOCK_BYTES: usize = std::mem::size_of::<Word>();
 const GROUPS: usize = BLOCK_BYTES * 2;
 /// Scratch size: 16 subset sums of 4 activation rows, per group, `TILE` wide.
 pub(crate) const TABLE_LEN: usize = GROUPS * 16 * TILE;
@@ -41,11 +43,11 @@ fn masked_sum(x: &[f32], mut bits: u8) -> f32 {
 pub(crate) fn tile(
     m: &PackedMatrix,
     rows: std::ops::Range<usize>,
-    xt: &[f32],
+    x: &TileInput,
     tables: &mut [f32],
     out: &mut [f32],
 ) {
-    tile_impl(m, rows, xt, tables, out)
+    tile_impl(m, rows, x, tables, out)
 }
 
 /// Activation-stationary LUT kernel: for each group of 4 input rows, the 16 subset sums of
@@ -55,7 +57,7 @@ pub(crate) fn tile(
 fn tile_impl(
     m: &PackedMatrix,
     rows: std::ops::Range<usize>,
-    xt: &[f32],
+    x: &TileInput,
     tables: &mut [f32],
     out: &mut [f32],
 ) {
@@ -63,9 +65,9 @@ fn tile_impl(
     let tables = &mut tables[..TABLE_LEN];
     out.fill(0.0);
     let mut total = [0f32; TILE];
-    for row in xt.chunks_exact(TILE) {
-        for j in 0..TILE {
-            total[j] += row[j];
+    for k in 0..m.cols {
+        for (j, t) in total.iter_mut().enumerate() {
+            *t += x.get(k, j);
         }
     }
     let any3 = m.has3.iter().any(|&b| b);
@@ -82,10 +84,9 @@ fn tile_impl(
                 let prev = mask & (mask - 1);
                 let (head, tail) = tg.split_at_mut(mask * TILE);
                 let src = &head[prev * TILE..prev * TILE + TILE];
-                let xr = &xt[(k0 + low) * TILE..(k0 + low + 1) * TILE];
                 let dst = &mut tail[..TILE];
                 for j in 0..TILE {
-                    dst[j] = src[j] + xr[j];
+                    dst[j] = src[j] + x.get(k0 + low, j);
                 }
             }
         }
