@@ -121,14 +121,14 @@ impl Kernel {
 }
 
 /// A matrix's plane bits block-major: entry `b * rows + o` holds row `o`'s plus and minus
-/// bits for columns `32b..32b+32` (zero past the row end). The tile kernels visit every row
-/// once per 32-column block; row-major planes put each row's 4 bytes on another cache line,
-/// this layout streams 8 bytes per row. Transient (built per layer call), so resident weight
+/// bits for columns `64b..64b+64` (zero past the row end). The tile kernels visit every row
+/// once per 64-column block; row-major planes put each row's 8 bytes on another cache line,
+/// this layout streams 16 bytes per row. Transient (built per layer call), so resident weight
 /// memory stays at the row-major planes.
 #[derive(Clone, Debug)]
 pub struct BlockWords(Vec<[portable::Word; 2]>);
 
-/// Up to 4 bytes as a little-endian word, zero-extended (a row's last, partial block).
+/// Up to 8 bytes as a little-endian word, zero-extended (a row's last, partial block).
 #[inline(always)]
 fn le_word(bytes: &[u8]) -> portable::Word {
     match <[u8; portable::BLOCK_BYTES]>::try_from(bytes) {

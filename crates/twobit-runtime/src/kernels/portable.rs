@@ -2,7 +2,7 @@
 use super::{PackedMatrix, TileInput, TILE};
 
 /// One row's plane bits for one k-block (see `BlockWords`).
-pub(crate) type Word = u32;
+pub(crate) type Word = u64;
 /// Plane bytes per k-block: one `Word`, 8 columns per byte, 2 groups of 4 per byte.
 pub(crate) const BLOCK_BYTES: usize = std::mem::size_of::<Word>();
 const GROUPS: usize = BLOCK_BYTES * 2;
@@ -39,6 +39,19 @@ fn masked_sum(x: &[f32], mut bits: u8) -> f32 {
     s
 }
 
+/// How subset-sum table entry `mask` (1..16) is built: entry `prev` plus activation row
+/// `row`. Entries 1-7 add their lowest bit's row to the entry without it; entries 8-15 add
+/// row 3 to entries 0-7 (so the AVX-512 kernel keeps 0-7 in registers). Every kernel builds
+/// its tables in this order.
+#[inline(always)]
+pub(crate) fn table_step(mask: usize) -> (usize, usize) {
+    if mask >= 8 {
+        (mask - 8, 3)
+    } else {
+        (mask & (mask - 1), mask.trailing_zeros() as usize)
+    }
+}
+
 /// Portable tile kernel.
 pub(crate) fn tile(
     m: &PackedMatrix,
@@ -73,15 +86,13 @@ fn tile_impl(
     let any3 = m.has3.iter().any(|&b| b);
     for b0 in (0..m.stride).step_by(BLOCK_BYTES) {
         let nbytes = BLOCK_BYTES.min(m.stride - b0);
-        // Build the subset-sum tables: entry `mask` = entry `mask without its lowest bit`
-        // plus the row of that bit (15 vector adds per group).
+        // Build the subset-sum tables (15 vector adds per group), see `table_step`.
         for g in 0..nbytes * 2 {
             let k0 = b0 * 8 + g * 4;
             let (tg, _) = tables[g * 16 * TILE..].split_at_mut(16 * TILE);
             tg[..TILE].fill(0.0);
             for mask in 1..16usize {
-                let low = mask.trailing_zeros() as usize;
-                let prev = mask & (mask - 1);
+                let (prev, low) = table_step(mask);
                 let (head, tail) = tg.split_at_mut(mask * TILE);
                 let src = &head[prev * TILE..prev * TILE + TILE];
                 let dst = &mut tail[..TILE];
