@@ -1,7 +1,7 @@
 //! Layer operations on NCHW activations: convolution (packed and fp32), pooling, shortcuts.
 use crate::fp32::sgemm_uninit;
 use crate::kernels::{
-    aligned, Kernel, PackedMatrix, RowOffsets, Scratch, SendPtr, TileInput, SCRATCH, TILE,
+    aligned, Affine, Kernel, PackedMatrix, RowOffsets, Scratch, SendPtr, TileInput, SCRATCH, TILE,
 };
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -241,27 +241,18 @@ fn conv2d_packed_from(
             // No nested parallelism below, so this thread cannot re-enter the borrow.
             let Scratch { tables, acc, .. } = &mut *cell.borrow_mut();
             let acc = aligned(acc, o * TILE);
-            m.tile_matmul(kernel, 0..o, &words, &input, tables, acc);
-            let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
-            for oc in 0..o {
-                let base = (b * o + oc) * positions + p0;
-                // SAFETY: (b, t) is unique to this task, so `base..base + width` is
-                // disjoint from every other task's range and lies inside `y`'s capacity
-                // (uninitialised memory, hence `MaybeUninit`).
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out.get().add(base) as *mut MaybeUninit<f32>,
-                        width,
-                    )
-                };
-                let (sc, sh) = (scale[oc], shift[oc]);
-                for (d, a) in dst.iter_mut().zip(&acc[oc * TILE..oc * TILE + width]) {
-                    let v = sc * a + sh;
-                    // `f32::max` without its NaN branch (same result: a NaN `v` gives
-                    // `floor`), so the loop vectorises.
-                    d.write(if v > floor { v } else { floor });
-                }
-            }
+            let affine = Affine {
+                scale,
+                shift,
+                floor: if relu { 0.0 } else { f32::NEG_INFINITY },
+                dst: out.get().wrapping_add(b * o * positions + p0),
+                stride: positions,
+                width,
+            };
+            // SAFETY: (b, t) is unique to this task, so its positions `p0..p0 + width` of
+            // every channel are disjoint from every other task's and lie inside `y`'s
+            // capacity (uninitialised memory: written, never read).
+            unsafe { m.tile_affine(kernel, &words, &input, tables, acc, &affine) };
         })
     });
     // SAFETY: the tasks above wrote all `len` elements: every (image, tile) task writes

@@ -45,6 +45,56 @@ pub(crate) fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[off..off + len]
 }
 
+/// Where a conv tile's result goes: `dst[r·stride + j] = max(scale[r]·dot + shift[r],
+/// floor)` for every output row `r` and `j < width`.
+///
+/// The memory behind `dst` may be uninitialised (it is only written); for every row `r`,
+/// `dst + r·stride` must be valid for `width` writes that no one else accesses, and
+/// `width <= TILE`.
+pub(crate) struct Affine<'a> {
+    pub(crate) scale: &'a [f32],
+    pub(crate) shift: &'a [f32],
+    pub(crate) floor: f32,
+    pub(crate) dst: *mut f32,
+    pub(crate) stride: usize,
+    pub(crate) width: usize,
+}
+
+/// The per-channel affine and ReLU after a conv tile: `dst[r·stride + j] =
+/// max(scale[r]·acc[r·TILE + j] + shift[r], floor)` for every row `r` and `j < width`.
+///
+/// # Safety
+/// `width <= TILE`, `acc.len() >= scale.len()·TILE`, `shift.len() == scale.len()`, and for
+/// every row `r`, `dst + r·stride` must be valid for `width` writes that no one else
+/// accesses (the memory may be uninitialised: it is only written).
+pub(crate) unsafe fn store_affine(
+    kernel: Kernel,
+    acc: &[f32],
+    (scale, shift, floor): (&[f32], &[f32], f32),
+    dst: *mut f32,
+    stride: usize,
+    width: usize,
+) {
+    debug_assert!(width <= TILE && acc.len() >= scale.len() * TILE);
+    debug_assert_eq!(scale.len(), shift.len());
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512 && Kernel::Avx512.available() {
+        // SAFETY: AVX-512F detected; the rest is the caller's contract.
+        return avx512::store_affine(acc, scale, shift, floor, dst, stride, width);
+    }
+    let _ = kernel;
+    for (r, (&sc, &sh)) in scale.iter().zip(shift).enumerate() {
+        let d = dst.add(r * stride) as *mut std::mem::MaybeUninit<f32>;
+        let d = std::slice::from_raw_parts_mut(d, width);
+        for (d, a) in d.iter_mut().zip(&acc[r * TILE..r * TILE + width]) {
+            let v = sc * a + sh;
+            // `f32::max` without its NaN branch (same result: a NaN `v` gives `floor`),
+            // so the loop vectorises.
+            d.write(if v > floor { v } else { floor });
+        }
+    }
+}
+
 thread_local! {
     pub(crate) static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
@@ -358,7 +408,7 @@ impl PackedMatrix {
             Kernel::Avx512 if Kernel::Avx512.available() => {
                 // SAFETY: AVX-512F and FMA were detected at run time; `TileInput::new`
                 // checked that every read lies in its buffer.
-                unsafe { avx512::tile(self, rows, &words.0, x, tables, out) }
+                unsafe { avx512::tile(self, rows, &words.0, x, tables, out, None) }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if Kernel::Avx2.available() => {
@@ -367,6 +417,47 @@ impl PackedMatrix {
             }
             _ => portable::tile(self, rows, x, tables, out),
         }
+    }
+
+    /// A conv tile over all rows, written through `affine` (see [`Affine`]); `acc` is
+    /// `rows·TILE` scratch. The AVX-512 kernel applies the affine in its last block's
+    /// epilogue; the others store the tile, then apply it.
+    ///
+    /// # Safety
+    /// `affine` must satisfy [`Affine`]'s contract, with `rows` scales and shifts.
+    pub(crate) unsafe fn tile_affine(
+        &self,
+        kernel: Kernel,
+        words: &BlockWords,
+        x: &TileInput,
+        tables: &mut Vec<f32>,
+        acc: &mut [f32],
+        affine: &Affine,
+    ) {
+        assert!(affine.scale.len() == self.rows && affine.shift.len() == self.rows);
+        assert!(affine.width <= TILE);
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx512 && Kernel::Avx512.available() {
+            assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
+            assert_eq!(acc.len(), self.rows * TILE, "tile output size");
+            assert_eq!(
+                words.0.len(),
+                self.stride.div_ceil(portable::BLOCK_BYTES) * self.rows
+            );
+            let tables = aligned(tables, portable::TABLE_LEN);
+            // SAFETY: AVX-512F and FMA detected; sizes checked above; `TileInput::new`
+            // checked its reads; the affine is the caller's contract.
+            return avx512::tile(self, 0..self.rows, &words.0, x, tables, acc, Some(affine));
+        }
+        self.tile_matmul(kernel, 0..self.rows, words, x, tables, acc);
+        store_affine(
+            kernel,
+            acc,
+            (affine.scale, affine.shift, affine.floor),
+            affine.dst,
+            affine.stride,
+            affine.width,
+        );
     }
 
     /// `y[n, o] = Σ_k w[o,k]·x[n,k]` for a batch (`x` is `[batch, cols]`, `y` is
