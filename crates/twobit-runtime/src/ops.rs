@@ -226,7 +226,7 @@ fn conv2d_packed_from(
     let mut y: Vec<f32> = Vec::with_capacity(len);
     let tiles = positions.div_ceil(TILE);
     let out = SendPtr(y.as_mut_ptr());
-    let words = m.block_words();
+    let words = m.block_words(kernel, o);
     (0..batch * tiles).into_par_iter().for_each(|task| {
         let (b, t) = (task / tiles, task % tiles);
         let p0 = t * TILE;

@@ -126,26 +126,27 @@ fn gemv_and_tile_paths_agree_with_reference() {
                 }
                 let koff = RowOffsets::dense(kpad);
                 let xt = TileInput::dense(&xt, &koff);
-                let mut out = vec![0f32; rows * TILE];
-                m.tile_matmul(k, 0..rows, &m.block_words(), &xt, &mut Vec::new(), &mut out);
-                let col: Vec<f32> = (0..rows).map(|o| out[o * TILE + 5]).collect();
-                close(&col, &want, &format!("tile {k:?} {rows}x{cols}"));
-                assert!((0..rows)
-                    .all(|o| out[o * TILE] == 0.0 || lv.iter().any(|l| l.values[1] != 0.0)));
-                // A range of rows gives those rows.
-                if rows >= 3 {
-                    let r = 1..rows - 1;
-                    let mut part = vec![0f32; r.len() * TILE];
-                    m.tile_matmul(
-                        k,
-                        r.clone(),
-                        &m.block_words(),
-                        &xt,
-                        &mut Vec::new(),
-                        &mut part,
-                    );
-                    let col: Vec<f32> = (0..r.len()).map(|i| part[i * TILE + 5]).collect();
-                    close(&col, &want[r], &format!("tile rows {k:?} {rows}x{cols}"));
+                // Both block layouts (AVX-512 switches to 5-column groups for many rows),
+                // sharing one scratch: a kernel must not depend on what a call with the other
+                // layout left in it.
+                let mut tables = Vec::new();
+                for rows_per_pass in [usize::MAX, rows] {
+                    let words = m.block_words(k, rows_per_pass);
+                    let what = format!("{k:?} {rows}x{cols} rows/pass {rows_per_pass}");
+                    let mut out = vec![0f32; rows * TILE];
+                    m.tile_matmul(k, 0..rows, &words, &xt, &mut tables, &mut out);
+                    let col: Vec<f32> = (0..rows).map(|o| out[o * TILE + 5]).collect();
+                    close(&col, &want, &format!("tile {what}"));
+                    assert!((0..rows)
+                        .all(|o| out[o * TILE] == 0.0 || lv.iter().any(|l| l.values[1] != 0.0)));
+                    // A range of rows gives those rows.
+                    if rows >= 3 {
+                        let r = 1..rows - 1;
+                        let mut part = vec![0f32; r.len() * TILE];
+                        m.tile_matmul(k, r.clone(), &words, &xt, &mut tables, &mut part);
+                        let col: Vec<f32> = (0..r.len()).map(|i| part[i * TILE + 5]).collect();
+                        close(&col, &want[r], &format!("tile rows {what}"));
+                    }
                 }
             }
         }
@@ -214,6 +215,10 @@ fn packed_conv_matches_fp32_conv() {
         (2, 3, 32, 32, 3, 1, 1, 1),
         (4, 5, 8, 8, 3, 1, 1, 2),
         (3, 4, 5, 24, 3, 1, 1, 1),
+        // 256 output channels and more: the AVX-512 kernel's 5-column groups.
+        (3, 260, 6, 5, 3, 1, 1, 1),
+        (40, 256, 5, 5, 3, 1, 1, 1),
+        (13, 257, 4, 7, 3, 2, 1, 2),
     ] {
         let g = ConvGeom {
             cin,

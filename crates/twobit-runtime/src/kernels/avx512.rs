@@ -144,18 +144,55 @@ unsafe fn load(row: *const f32, l: Lanes) -> __m512 {
     }
 }
 
-/// Tile kernel: the AVX2 kernel's LUT algorithm on 512-bit vectors (see
-/// `portable::tile_impl` for the algorithm). Each group's 4 activation rows are read once,
-/// in place (see [`TileInput`]), into registers while its table is built.
+/// Plane bytes per block of the AVX-512 tile kernel's two [`super::BlockWords`] layouts:
+/// 16 groups of 4 columns (16-entry tables) or 8 groups of 5 (32-entry tables). Both fill
+/// 32 KiB of tables per block.
+pub(crate) const NIBBLE_BLOCK: usize = 8;
+/// See [`NIBBLE_BLOCK`].
+pub(crate) const QUINT_BLOCK: usize = 5;
+/// Output rows per pass from which 5-column groups pay: each row then makes one lookup per
+/// plane per 5 weights instead of per 4, but each table costs 31 adds instead of 15, shared
+/// by the rows. vgg7's convolutions at batch 64 (`cargo bench -p twobit-runtime --bench
+/// kernels -- vgg7`): 5-7 % faster from 256 rows, 20 % slower at 128.
+pub(crate) const QUINT_MIN_ROWS: usize = 256;
+const _: () = assert!(16 * 16 * TILE <= super::portable::TABLE_LEN);
+const _: () = assert!(8 * 32 * TILE <= super::portable::TABLE_LEN);
+
+/// Tile kernel: the portable kernel's activation-stationary LUT (see `portable::tile_impl`)
+/// on 512-bit vectors, in the layout `block_bytes` of `words` selects ([`NIBBLE_BLOCK`] or
+/// [`QUINT_BLOCK`]). Each group's activation rows are read once, in place (see
+/// [`TileInput`]), and the tables are built from registers.
 ///
 /// With `affine`, the result goes through it to the layer output instead of staying in
 /// `out` (which then holds partial sums).
 ///
 /// # Safety
-/// The CPU must support AVX-512F and FMA; sizes as checked by `PackedMatrix::tile_matmul`;
-/// `affine` as in [`super::Affine`].
-#[target_feature(enable = "avx512f,fma")]
+/// The CPU must support AVX-512F and FMA; sizes as checked by `PackedMatrix::tile_matmul`
+/// (`words` in the layout `block_bytes`); `affine` as in [`super::Affine`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn tile(
+    m: &PackedMatrix,
+    rows: std::ops::Range<usize>,
+    block_bytes: usize,
+    words: &[[super::portable::Word; 2]],
+    x: &TileInput,
+    tables: &mut [f32],
+    out: &mut [f32],
+    affine: Option<&super::Affine>,
+) {
+    if block_bytes == QUINT_BLOCK {
+        tile_b::<5, QUINT_BLOCK, 8>(m, rows, words, x, tables, out, affine)
+    } else {
+        debug_assert_eq!(block_bytes, NIBBLE_BLOCK);
+        tile_b::<4, NIBBLE_BLOCK, 16>(m, rows, words, x, tables, out, affine)
+    }
+}
+
+/// [`tile`] with `B`-column groups (`1 << B` table entries, 4 or 5), `BLOCK` plane bytes per
+/// block and `GROUPS = 8·BLOCK/B` groups per block.
+#[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
     m: &PackedMatrix,
     rows: std::ops::Range<usize>,
     words: &[[super::portable::Word; 2]],
@@ -164,11 +201,13 @@ pub(crate) unsafe fn tile(
     out: &mut [f32],
     affine: Option<&super::Affine>,
 ) {
-    use super::portable::{BLOCK_BYTES, TABLE_LEN};
     const V: usize = TILE / 16;
-    debug_assert!(tables.len() >= TABLE_LEN && out.len() >= rows.len() * TILE);
-    debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK_BYTES) * m.rows);
+    let entries = 1usize << B;
+    debug_assert_eq!(GROUPS * B, BLOCK * 8);
+    debug_assert!(tables.len() >= GROUPS * entries * TILE && out.len() >= rows.len() * TILE);
+    debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK) * m.rows);
     debug_assert_eq!(x.koff.len(), m.stride * 8);
+    let kpad = m.stride * 8;
     let tb = tables.as_mut_ptr();
     let op = out.as_mut_ptr();
     let plan = lane_plan(x);
@@ -180,7 +219,7 @@ pub(crate) unsafe fn tile(
     // straight from registers to the layer output. With more blocks the separate pass is
     // faster: stores to the (cold) layer output inside the row loop stalled it (vgg7's
     // 128-128 conv: 70 against 63 ms).
-    let fused = if with_total || m.stride > BLOCK_BYTES {
+    let fused = if with_total || m.stride > BLOCK {
         None
     } else {
         affine
@@ -189,23 +228,33 @@ pub(crate) unsafe fn tile(
         let n = fused.map_or(16, |a| a.width.saturating_sub(v * 16).min(16));
         ((1u32 << n) - 1) as __mmask16
     });
-    for b0 in (0..m.stride).step_by(BLOCK_BYTES) {
-        let (first, last) = (b0 == 0, b0 + BLOCK_BYTES >= m.stride);
-        let nbytes = BLOCK_BYTES.min(m.stride - b0);
-        // Subset-sum tables, in `portable::table_step`'s order.
-        for g in 0..nbytes * 2 {
-            let t = tb.add(g * 16 * TILE);
-            let k0 = b0 * 8 + g * 4;
+    // Entry 0 of every group is zero and nothing else writes it (the builds below skip it),
+    // so it is stored once per call. Unused groups of a partial block keep stale entries,
+    // never read: their plane bits are zero, so they only look up entry 0.
+    for g in 0..GROUPS {
+        for v in 0..V {
+            _mm512_storeu_ps(tb.add(g * entries * TILE + v * 16), zero);
+        }
+    }
+    for b0 in (0..m.stride).step_by(BLOCK) {
+        let (first, last) = (b0 == 0, b0 + BLOCK >= m.stride);
+        let ngroups = (BLOCK.min(m.stride - b0) * 8).div_ceil(B);
+        for g in 0..ngroups {
+            let t = tb.add(g * entries * TILE);
+            let k0 = b0 * 8 + g * B;
             // Plain loops: closures (`array::from_fn`) do not inherit the target features,
             // so their loads were out-of-line calls.
-            let mut r = [[zero; V]; 4];
+            let mut r = [[zero; V]; B];
             for (i, ri) in r.iter_mut().enumerate() {
-                let row = x.row(k0 + i);
+                // Rows past the padded columns (a row's last group) have zero plane bits,
+                // so their entries are never read: any valid row will do.
+                let row = x.row((k0 + i).min(kpad - 1));
                 for v in 0..V {
                     ri[v] = load(row, plan[v]);
                 }
             }
-            // Entries 0-7 (rows 0-2) stay in registers; entries 8-15 add row 3 to them.
+            // Entries 0-7 (rows 0-2) in registers; the higher ones add the subset sums `h` of
+            // rows 3.. to them (row 3 for B = 4; row 3, row 4 and both for B = 5).
             let mut e = [[zero; V]; 8];
             for mask in 1..8usize {
                 let low = mask.trailing_zeros() as usize;
@@ -213,31 +262,37 @@ pub(crate) unsafe fn tile(
                     e[mask][v] = _mm512_add_ps(e[mask & (mask - 1)][v], r[low][v]);
                 }
             }
-            for (i, ei) in e.iter().enumerate() {
+            let highs = 1usize << (B - 3);
+            let mut h = [[zero; V]; 4];
+            for hm in 1..highs {
+                let low = hm.trailing_zeros() as usize;
                 for v in 0..V {
-                    _mm512_storeu_ps(t.add(i * TILE + v * 16), ei[v]);
-                    let hi = _mm512_add_ps(ei[v], r[3][v]);
-                    _mm512_storeu_ps(t.add((i + 8) * TILE + v * 16), hi);
+                    h[hm][v] = _mm512_add_ps(h[hm & (hm - 1)][v], r[3 + low][v]);
+                }
+            }
+            for v in 0..V {
+                let at = |entry: usize| t.add(entry * TILE + v * 16);
+                for i in 1..8 {
+                    _mm512_storeu_ps(at(i), e[i][v]);
+                }
+                for hm in 1..highs {
+                    _mm512_storeu_ps(at(hm * 8), h[hm][v]);
+                    for i in 1..8 {
+                        _mm512_storeu_ps(at(hm * 8 + i), _mm512_add_ps(e[i][v], h[hm][v]));
+                    }
                 }
             }
         }
-        // Unused groups of a partial block: their plane bits are zero, so only entry 0
-        // (zero) is read.
-        for g in nbytes * 2..BLOCK_BYTES * 2 {
-            for v in 0..V {
-                _mm512_storeu_ps(tb.add(g * 16 * TILE + v * 16), zero);
-            }
-        }
         for o in rows.clone() {
-            let [p, n] = *words.get_unchecked((b0 / BLOCK_BYTES) * m.rows + o);
+            let [p, n] = *words.get_unchecked((b0 / BLOCK) * m.rows + o);
             let use3 = any3 && *m.has3.get_unchecked(o);
             // A block at most half full (a short row's only block) skips the empty groups.
-            const G: usize = BLOCK_BYTES * 2;
-            let (ap, an, ab) = match (use3, nbytes * 2 <= G / 2) {
-                (true, false) => block_sums::<true, G>(tb, p, n),
-                (false, false) => block_sums::<false, G>(tb, p, n),
-                (true, true) => block_sums::<true, { G / 2 }>(tb, p, n),
-                (false, true) => block_sums::<false, { G / 2 }>(tb, p, n),
+            let half = ngroups <= GROUPS / 2;
+            let (ap, an, ab) = match (use3, half) {
+                (true, false) => block_sums::<true, B>(tb, p, n, GROUPS),
+                (false, false) => block_sums::<false, B>(tb, p, n, GROUPS),
+                (true, true) => block_sums::<true, B>(tb, p, n, GROUPS / 2),
+                (false, true) => block_sums::<false, B>(tb, p, n, GROUPS / 2),
             };
             let [_, cp, cn, cb] = *m.coef.get_unchecked(o);
             let (cp, cn, cb) = (_mm512_set1_ps(cp), _mm512_set1_ps(cn), _mm512_set1_ps(cb));
@@ -307,26 +362,29 @@ pub(crate) unsafe fn tile(
     }
 }
 
-/// The table entries of a block's first `G` nibble groups, summed per plane (plus, minus,
-/// and plus&minus when `USE3`). One accumulator per plane and vector: rows are independent,
-/// so out-of-order execution overlaps consecutive rows' add chains; splitting even and odd
-/// groups into two accumulator sets (indexed by `g & 1`) cost more than it hid.
+/// The table entries of a block's first `groups` `B`-bit groups, summed per plane (plus,
+/// minus, and plus&minus when `USE3`). `groups` is a constant at every call, so the loop is
+/// unrolled. One accumulator per plane and vector: rows are independent, so out-of-order
+/// execution overlaps consecutive rows' add chains; splitting even and odd groups into two
+/// accumulator sets (indexed by `g & 1`) cost more than it hid.
 #[inline(always)]
-unsafe fn block_sums<const USE3: bool, const G: usize>(
+unsafe fn block_sums<const USE3: bool, const B: usize>(
     tb: *const f32,
     p: super::portable::Word,
     n: super::portable::Word,
+    groups: usize,
 ) -> (
     [__m512; TILE / 16],
     [__m512; TILE / 16],
     [__m512; TILE / 16],
 ) {
     const V: usize = TILE / 16;
+    let mask: super::portable::Word = (1 << B) - 1;
     let zero = _mm512_setzero_ps();
     let (mut ap, mut an, mut ab) = ([zero; V], [zero; V], [zero; V]);
-    for g in 0..G {
-        let base = tb.add(g * 16 * TILE);
-        let (pn, nn) = ((p >> (4 * g)) & 15, (n >> (4 * g)) & 15);
+    for g in 0..groups {
+        let base = tb.add((g << B) * TILE);
+        let (pn, nn) = ((p >> (B * g)) & mask, (n >> (B * g)) & mask);
         let tp = base.add(pn as usize * TILE);
         let tn = base.add(nn as usize * TILE);
         for v in 0..V {

@@ -160,6 +160,27 @@ impl Kernel {
         }
     }
 
+    /// Plane bytes per block of this kernel's [`BlockWords`] for tile calls covering
+    /// `rows_per_pass` output rows.
+    pub(crate) fn block_bytes(self, rows_per_pass: usize) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if self.available() => {
+                if rows_per_pass >= avx512::QUINT_MIN_ROWS {
+                    avx512::QUINT_BLOCK
+                } else {
+                    avx512::NIBBLE_BLOCK
+                }
+            }
+            _ => portable::BLOCK_BYTES,
+        }
+    }
+
+    /// True when `bytes` is one of this kernel's block layouts.
+    fn reads_blocks_of(self, bytes: usize) -> bool {
+        bytes == self.block_bytes(1) || bytes == self.block_bytes(usize::MAX)
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -170,20 +191,32 @@ impl Kernel {
     }
 }
 
-/// A matrix's plane bits block-major: entry `b * rows + o` holds row `o`'s plus and minus
-/// bits for columns `64b..64b+64` (zero past the row end). The tile kernels visit every row
-/// once per 64-column block; row-major planes put each row's 8 bytes on another cache line,
-/// this layout streams 16 bytes per row. Transient (built per layer call), so resident weight
-/// memory stays at the row-major planes.
+/// A matrix's plane bits block-major, for one kernel: entry `b * rows + o` holds row `o`'s
+/// plus and minus bits for plane bytes `bytes·b..bytes·(b+1)` (zero past the row end), where
+/// `bytes` is the kernel's block size (8 for the AVX2 and portable kernels, 5 for AVX-512's
+/// 5-column groups). The tile kernels visit every row once per block; row-major planes put
+/// each row's bytes on another cache line, this layout streams 16 bytes per row. Transient
+/// (built per layer call), so resident weight memory stays at the row-major planes.
 #[derive(Clone, Debug)]
-pub struct BlockWords(Vec<[portable::Word; 2]>);
+pub struct BlockWords {
+    bytes: usize,
+    words: Vec<[portable::Word; 2]>,
+}
 
-/// Up to 8 bytes as a little-endian word, zero-extended (a row's last, partial block).
+/// `n <= 8` plane bytes from `at` as a little-endian word, zero-extended.
 #[inline(always)]
-fn le_word(bytes: &[u8]) -> portable::Word {
-    match <[u8; portable::BLOCK_BYTES]>::try_from(bytes) {
-        Ok(full) => portable::Word::from_le_bytes(full),
-        Err(_) => bytes
+fn le_word(plane: &[u8], at: usize, n: usize) -> portable::Word {
+    match plane.get(at..at + 8) {
+        // A whole-word load, masked to `n` bytes (most blocks).
+        Some(b) => {
+            let w = portable::Word::from_le_bytes(b.try_into().unwrap());
+            if n == 8 {
+                w
+            } else {
+                w & ((1 << (8 * n)) - 1)
+            }
+        }
+        None => plane[at..at + n]
             .iter()
             .enumerate()
             .fold(0, |w, (i, &b)| w | (b as portable::Word) << (8 * i)),
@@ -353,35 +386,33 @@ impl PackedMatrix {
         }
     }
 
-    /// The plane bits regrouped for the tile kernels, built once per layer call (see
-    /// [`BlockWords`]).
-    pub fn block_words(&self) -> BlockWords {
-        use portable::BLOCK_BYTES;
+    /// The plane bits regrouped for `kernel`'s tile kernel, built once per layer call (see
+    /// [`BlockWords`]). `rows_per_pass` is how many output rows each `tile_matmul` call
+    /// covers: from 256 the AVX-512 kernel uses 5-column groups.
+    pub fn block_words(&self, kernel: Kernel, rows_per_pass: usize) -> BlockWords {
         use rayon::prelude::*;
-        let blocks = self.stride.div_ceil(BLOCK_BYTES);
+        let bytes = kernel.block_bytes(rows_per_pass);
+        let blocks = self.stride.div_ceil(bytes);
         let mut w = vec![[0; 2]; blocks * self.rows];
         // Parallel over blocks (each block's rows are contiguous in `w`). Built per layer
         // call: single-threaded, with a `memmove` per 4-byte chunk, it took a quarter of a
         // batch-64 vgg7 fc1.
         w.par_chunks_mut(self.rows).enumerate().for_each(|(b, wb)| {
-            let lo = b * BLOCK_BYTES;
-            let n = BLOCK_BYTES.min(self.stride - lo);
+            let lo = b * bytes;
+            let n = bytes.min(self.stride - lo);
             for (o, e) in wb.iter_mut().enumerate() {
                 let at = o * self.stride + lo;
-                *e = [
-                    le_word(&self.plus[at..at + n]),
-                    le_word(&self.minus[at..at + n]),
-                ];
+                *e = [le_word(&self.plus, at, n), le_word(&self.minus, at, n)];
             }
         });
-        BlockWords(w)
+        BlockWords { bytes, words: w }
     }
 
     /// One column tile for output rows `rows`: `out[(o - rows.start)*TILE + j] =
     /// Σ_k w[o,k]·x(k, j)`, where `x` addresses `stride*8` rows of `TILE` activations (rows
     /// past `cols` are read but never used, so any values do) and `out` holds
-    /// `rows.len()*TILE` values (overwritten). `words` is [`PackedMatrix::block_words`];
-    /// `tables` is scratch reused between calls.
+    /// `rows.len()*TILE` values (overwritten). `words` is [`PackedMatrix::block_words`] for
+    /// the same kernel; `tables` is scratch reused between calls.
     pub fn tile_matmul(
         &self,
         kernel: Kernel,
@@ -397,26 +428,35 @@ impl PackedMatrix {
         );
         assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
         assert_eq!(out.len(), rows.len() * TILE, "tile output size");
-        assert_eq!(
-            words.0.len(),
-            self.stride.div_ceil(portable::BLOCK_BYTES) * self.rows,
-            "block words of another matrix"
-        );
+        self.check_words(kernel, words);
         let tables = aligned(tables, portable::TABLE_LEN);
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 if Kernel::Avx512.available() => {
                 // SAFETY: AVX-512F and FMA were detected at run time; `TileInput::new`
                 // checked that every read lies in its buffer.
-                unsafe { avx512::tile(self, rows, &words.0, x, tables, out, None) }
+                unsafe { avx512::tile(self, rows, words.bytes, &words.words, x, tables, out, None) }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if Kernel::Avx2.available() => {
                 // SAFETY: as above, for AVX2 and FMA.
-                unsafe { avx2::tile(self, rows, &words.0, x, tables, out) }
+                unsafe { avx2::tile(self, rows, &words.words, x, tables, out) }
             }
             _ => portable::tile(self, rows, x, tables, out),
         }
+    }
+
+    /// Panics unless `words` was built from this matrix for `kernel`'s layout.
+    fn check_words(&self, kernel: Kernel, words: &BlockWords) {
+        assert!(
+            kernel.reads_blocks_of(words.bytes),
+            "block words of another kernel"
+        );
+        assert_eq!(
+            words.words.len(),
+            self.stride.div_ceil(words.bytes) * self.rows,
+            "block words of another matrix"
+        );
     }
 
     /// A conv tile over all rows, written through `affine` (see [`Affine`]); `acc` is
@@ -440,14 +480,20 @@ impl PackedMatrix {
         if kernel == Kernel::Avx512 && Kernel::Avx512.available() {
             assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
             assert_eq!(acc.len(), self.rows * TILE, "tile output size");
-            assert_eq!(
-                words.0.len(),
-                self.stride.div_ceil(portable::BLOCK_BYTES) * self.rows
-            );
+            self.check_words(kernel, words);
             let tables = aligned(tables, portable::TABLE_LEN);
             // SAFETY: AVX-512F and FMA detected; sizes checked above; `TileInput::new`
             // checked its reads; the affine is the caller's contract.
-            return avx512::tile(self, 0..self.rows, &words.0, x, tables, acc, Some(affine));
+            return avx512::tile(
+                self,
+                0..self.rows,
+                words.bytes,
+                &words.words,
+                x,
+                tables,
+                acc,
+                Some(affine),
+            );
         }
         self.tile_matmul(kernel, 0..self.rows, words, x, tables, acc);
         store_affine(
@@ -474,7 +520,6 @@ impl PackedMatrix {
             return;
         }
         let kpad = self.stride * 8;
-        let words = self.block_words();
         let rows = self.rows;
         let tiles = batch.div_ceil(TILE);
         // Few tiles (a batch of 64 is two): split the rows as well, so every core gets work
@@ -483,6 +528,7 @@ impl PackedMatrix {
         let want = (rayon::current_num_threads() * 4).div_ceil(tiles);
         let chunks = want.clamp(1, rows.div_ceil(64).max(1));
         let chunk = rows.div_ceil(chunks);
+        let words = self.block_words(kernel, chunk);
         // Each tile's samples transposed once (`kpad` rows of TILE), shared by its row chunks.
         let tile_len = kpad * TILE;
         let mut xbuf = Vec::new();
