@@ -1,36 +1,31 @@
 //! fp32 GEMM through the `gemm` crate (what burn-flex uses), for kept-float layers and the
 //! dequantized comparison path.
 
-/// Row-major `c[m×n] = a[m×k] · b[k×n]`; `b_t` means `b` is given transposed (`[n×k]`).
-/// `parallel` lets gemm use the rayon pool (use it when the caller is not parallel already).
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    b_t: bool,
-    c: &mut [f32],
-    parallel: bool,
-) {
-    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and initialised values may be
-    // overwritten through it.
-    let c = unsafe { &mut *(c as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
-    sgemm_uninit(m, n, k, a, b, b_t, c, parallel)
+/// An fp32 GEMM output element: `f32`, or `MaybeUninit<f32>` for a buffer that has not been
+/// written yet (the GEMM only writes its output, so it need not be zeroed first).
+pub trait Out: sealed::Sealed {}
+impl Out for f32 {}
+impl Out for std::mem::MaybeUninit<f32> {}
+
+mod sealed {
+    /// Only `f32` and `MaybeUninit<f32>` (same layout) are GEMM outputs.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for std::mem::MaybeUninit<f32> {}
 }
 
-/// [`sgemm`] into possibly uninitialised memory: all of `c[..m*n]` is written (never read),
-/// so an output buffer need not be zeroed first.
+/// Row-major `c[m×n] = a[m×k] · b[k×n]`; `b_t` means `b` is given transposed (`[n×k]`).
+/// `parallel` lets gemm use the rayon pool (use it when the caller is not parallel already).
+/// All of `c[..m*n]` is written, never read.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm_uninit(
+pub fn sgemm<C: Out>(
     m: usize,
     n: usize,
     k: usize,
     a: &[f32],
     b: &[f32],
     b_t: bool,
-    c: &mut [std::mem::MaybeUninit<f32>],
+    c: &mut [C],
     parallel: bool,
 ) {
     assert!(
@@ -41,7 +36,8 @@ pub fn sgemm_uninit(
         return;
     }
     if k == 0 {
-        c[..m * n].fill(std::mem::MaybeUninit::new(0.0));
+        // SAFETY: `C` is `f32` or `MaybeUninit<f32>` (sealed), and all-zero bytes are 0.0.
+        unsafe { std::ptr::write_bytes(c.as_mut_ptr() as *mut f32, 0, m * n) };
         return;
     }
     let (rhs_cs, rhs_rs) = if b_t {
@@ -54,8 +50,8 @@ pub fn sgemm_uninit(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above bound every index gemm touches with these strides; with
-    // `read_dst` false gemm only writes `c`.
+    // SAFETY: the asserts above bound every index gemm touches with these strides; `C` has
+    // `f32`'s layout (sealed); with `read_dst` false gemm only writes `c`.
     unsafe {
         gemm::gemm(
             m,

@@ -1,5 +1,5 @@
 //! Layer operations on NCHW activations: convolution (packed and fp32), pooling, shortcuts.
-use crate::fp32::sgemm_uninit;
+use crate::fp32::sgemm;
 use crate::kernels::{
     aligned, Affine, Kernel, PackedMatrix, RowOffsets, Scratch, SendPtr, TileInput, SCRATCH, TILE,
 };
@@ -292,8 +292,8 @@ pub fn conv2d_f32(
             cols,
             positions,
         );
-        sgemm_uninit(o, positions, k, w, cols, false, yb, !outer);
-        // SAFETY: `sgemm_uninit` wrote all of `yb`.
+        sgemm(o, positions, k, w, cols, false, yb, !outer);
+        // SAFETY: `sgemm` wrote all of `yb`.
         let yb = unsafe { &mut *(yb as *mut [MaybeUninit<f32>] as *mut [f32]) };
         let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
         for (oc, row) in yb.chunks_exact_mut(positions).enumerate() {
