@@ -200,6 +200,8 @@ pub fn conv2d_packed(
 }
 
 thread_local! {
+    // Not a `Scratch` field: the calling thread holds this across the parallel loop, whose
+    // tasks (possibly on this thread) borrow `SCRATCH`.
     static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

@@ -163,8 +163,7 @@ pub(crate) unsafe fn tile(
     let any3 = m.has3.iter().any(|&b| b);
     for b0 in (0..m.stride).step_by(SUB) {
         let nbytes = SUB.min(m.stride - b0);
-        // Subset-sum tables, in every kernel's order: entries 1-7 = entry `mask & (mask-1)` + row of the lowest bit, entries 8-15 =
-        // entry `mask - 8` + row 3.
+        // Subset-sum tables (15 vector adds per group), in `portable::table_step`'s order.
         for g in 0..nbytes * 2 {
             let t = tb.add(g * 16 * TILE);
             let k0 = b0 * 8 + g * 4;

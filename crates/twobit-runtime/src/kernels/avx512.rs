@@ -196,18 +196,18 @@ pub(crate) unsafe fn tile(
     affine: Option<&super::Affine>,
 ) {
     if block_bytes == QUINT_BLOCK {
-        tile_b::<5, QUINT_BLOCK, 8>(m, rows, words, x, tables, out, affine)
+        tile_b::<5, QUINT_BLOCK>(m, rows, words, x, tables, out, affine)
     } else {
         debug_assert_eq!(block_bytes, NIBBLE_BLOCK);
-        tile_b::<4, NIBBLE_BLOCK, 16>(m, rows, words, x, tables, out, affine)
+        tile_b::<4, NIBBLE_BLOCK>(m, rows, words, x, tables, out, affine)
     }
 }
 
-/// [`tile`] with `B`-column groups (`1 << B` table entries, 4 or 5), `BLOCK` plane bytes per
-/// block and `GROUPS = 8·BLOCK/B` groups per block.
+/// [`tile`] with `B`-column groups (`1 << B` table entries, 4 or 5) and `BLOCK` plane bytes
+/// (`8·BLOCK/B` groups) per block.
 #[target_feature(enable = "avx512f,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
+unsafe fn tile_b<const B: usize, const BLOCK: usize>(
     m: &PackedMatrix,
     rows: std::ops::Range<usize>,
     words: &[[super::portable::Word; 2]],
@@ -217,9 +217,9 @@ unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
     affine: Option<&super::Affine>,
 ) {
     const V: usize = TILE / 16;
-    let entries = 1usize << B;
-    debug_assert_eq!(GROUPS * B, BLOCK * 8);
-    debug_assert!(tables.len() >= GROUPS * entries * TILE && out.len() >= rows.len() * TILE);
+    let (entries, groups) = (1usize << B, BLOCK * 8 / B);
+    debug_assert_eq!(groups * B, BLOCK * 8);
+    debug_assert!(tables.len() >= groups * entries * TILE && out.len() >= rows.len() * TILE);
     debug_assert_eq!(words.len(), m.stride.div_ceil(BLOCK) * m.rows);
     debug_assert_eq!(x.koff.len(), m.stride * 8);
     let kpad = m.stride * 8;
@@ -239,14 +239,11 @@ unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
     } else {
         affine
     };
-    let masks: [__mmask16; V] = std::array::from_fn(|v| {
-        let n = fused.map_or(16, |a| a.width.saturating_sub(v * 16).min(16));
-        ((1u32 << n) - 1) as __mmask16
-    });
+    let masks = tail_masks(fused.map_or(TILE, |f| f.width));
     // Entry 0 of every group is zero and nothing else writes it (the builds below skip it),
     // so it is stored once per call. Unused groups of a partial block keep stale entries,
     // never read: their plane bits are zero, so they only look up entry 0.
-    for g in 0..GROUPS {
+    for g in 0..groups {
         for v in 0..V {
             _mm512_storeu_ps(tb.add(g * entries * TILE + v * 16), zero);
         }
@@ -315,12 +312,14 @@ unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
             let [p, n] = *words.get_unchecked((b0 / BLOCK) * m.rows + o);
             let use3 = any3 && *m.has3.get_unchecked(o);
             // A block at most half full (a short row's only block) skips the empty groups.
-            let half = ngroups <= GROUPS / 2;
+            // Decided per row: hoisted out of the row loop, the generated code made the
+            // 5-column layers 5 % slower.
+            let half = ngroups <= groups / 2;
             let (ap, an, ab) = match (use3, half) {
-                (true, false) => block_sums::<true, B>(tb, p, n, GROUPS),
-                (false, false) => block_sums::<false, B>(tb, p, n, GROUPS),
-                (true, true) => block_sums::<true, B>(tb, p, n, GROUPS / 2),
-                (false, true) => block_sums::<false, B>(tb, p, n, GROUPS / 2),
+                (true, false) => block_sums::<true, B>(tb, p, n, groups),
+                (false, false) => block_sums::<false, B>(tb, p, n, groups),
+                (true, true) => block_sums::<true, B>(tb, p, n, groups / 2),
+                (false, true) => block_sums::<false, B>(tb, p, n, groups / 2),
             };
             let [_, cp, cn, cb] = *m.coef.get_unchecked(o);
             let (cp, cn, cb) = (_mm512_set1_ps(cp), _mm512_set1_ps(cn), _mm512_set1_ps(cb));
@@ -345,9 +344,11 @@ unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
                     let fl = _mm512_set1_ps(f.floor);
                     let d = f.dst.add((o - rows.start) * f.stride);
                     for v in 0..V {
-                        // Multiply then add, as in `store_affine` and the portable loop.
-                        let y = _mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(sc, a[v]), sh), fl);
-                        _mm512_mask_storeu_ps(d.add(v * 16), masks[v], y);
+                        _mm512_mask_storeu_ps(
+                            d.add(v * 16),
+                            masks[v],
+                            affine_vec(a[v], sc, sh, fl),
+                        );
                     }
                 }
                 _ => {
@@ -367,7 +368,7 @@ unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
     }
     if !with_total {
         if let (Some(f), None) = (affine, fused) {
-            store_affine(out, f.scale, f.shift, f.floor, f.dst, f.stride, f.width);
+            store_affine(out, f);
         }
         return;
     }
@@ -386,7 +387,7 @@ unsafe fn tile_b<const B: usize, const BLOCK: usize, const GROUPS: usize>(
         }
     }
     if let Some(f) = affine {
-        store_affine(out, f.scale, f.shift, f.floor, f.dst, f.stride, f.width);
+        store_affine(out, f);
     }
 }
 
@@ -429,35 +430,41 @@ unsafe fn block_sums<const USE3: bool, const B: usize>(
     (ap, an, ab)
 }
 
-/// `dst[r·stride + j] = max(scale[r]·acc[r·TILE + j] + shift[r], floor)` for `j < width`
-/// (masked stores for a partial tile): the per-channel affine and ReLU after a conv tile,
-/// 16 lanes at a time. Same arithmetic as the portable loop (multiply, then add).
-///
-/// # Safety
-/// AVX-512F; `width <= TILE`; for every row `r < scale.len()`, `dst + r·stride` must be
-/// valid for `width` writes that no one else accesses; `acc.len() >= scale.len()·TILE`.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn store_affine(
-    acc: &[f32],
-    scale: &[f32],
-    shift: &[f32],
-    floor: f32,
-    dst: *mut f32,
-    stride: usize,
-    width: usize,
-) {
-    debug_assert!(width <= TILE && acc.len() >= scale.len() * TILE);
-    let fl = _mm512_set1_ps(floor);
-    let masks: [__mmask16; TILE / 16] = std::array::from_fn(|v| {
+/// Lane masks of a tile row's vectors for its first `width` lanes (all ones when full).
+#[inline(always)]
+fn tail_masks(width: usize) -> [__mmask16; TILE / 16] {
+    std::array::from_fn(|v| {
         let n = width.saturating_sub(v * 16).min(16);
         ((1u32 << n) - 1) as __mmask16
-    });
-    for (r, (&sc, &sh)) in scale.iter().zip(shift).enumerate() {
+    })
+}
+
+/// `max(scale·a + shift, floor)`: multiply, then add, as in the portable `Affine::store`.
+#[inline(always)]
+unsafe fn affine_vec(a: __m512, scale: __m512, shift: __m512, floor: __m512) -> __m512 {
+    _mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(scale, a), shift), floor)
+}
+
+/// The per-channel affine and ReLU after a conv tile (see [`super::Affine`]), from the
+/// tile's `acc`, 16 lanes at a time, with masked stores for a partial tile.
+///
+/// # Safety
+/// AVX-512F; `f` as in [`super::Affine`]; `acc.len() >= f.scale.len()·TILE`.
+#[target_feature(enable = "avx512f")]
+unsafe fn store_affine(acc: &[f32], f: &super::Affine) {
+    debug_assert!(f.width <= TILE && acc.len() >= f.scale.len() * TILE);
+    let fl = _mm512_set1_ps(f.floor);
+    let masks = tail_masks(f.width);
+    for (r, (&sc, &sh)) in f.scale.iter().zip(f.shift).enumerate() {
         let (sc, sh) = (_mm512_set1_ps(sc), _mm512_set1_ps(sh));
-        let d = dst.add(r * stride);
+        let d = f.dst.add(r * f.stride);
         for (v, &k) in masks.iter().enumerate() {
-            let a = _mm512_loadu_ps(acc.as_ptr().add(r * TILE + v * 16));
-            let y = _mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(sc, a), sh), fl);
+            let y = affine_vec(
+                _mm512_loadu_ps(acc.as_ptr().add(r * TILE + v * 16)),
+                sc,
+                sh,
+                fl,
+            );
             if k == 0xffff {
                 _mm512_storeu_ps(d.add(v * 16), y);
             } else {

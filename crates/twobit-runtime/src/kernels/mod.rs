@@ -100,6 +100,7 @@ impl Kernel {
             Kernel::Avx2 | Kernel::Avx512 => false,
         }
     }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {

@@ -64,37 +64,23 @@ pub(crate) struct Affine<'a> {
     pub(crate) width: usize,
 }
 
-/// The per-channel affine and ReLU after a conv tile: `dst[r·stride + j] =
-/// max(scale[r]·acc[r·TILE + j] + shift[r], floor)` for every row `r` and `j < width`.
-///
-/// # Safety
-/// `width <= TILE`, `acc.len() >= scale.len()·TILE`, `shift.len() == scale.len()`, and for
-/// every row `r`, `dst + r·stride` must be valid for `width` writes that no one else
-/// accesses (the memory may be uninitialised: it is only written).
-pub(crate) unsafe fn store_affine(
-    kernel: Kernel,
-    acc: &[f32],
-    (scale, shift, floor): (&[f32], &[f32], f32),
-    dst: *mut f32,
-    stride: usize,
-    width: usize,
-) {
-    debug_assert!(width <= TILE && acc.len() >= scale.len() * TILE);
-    debug_assert_eq!(scale.len(), shift.len());
-    #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Avx512 && Kernel::Avx512.available() {
-        // SAFETY: AVX-512F detected; the rest is the caller's contract.
-        return avx512::store_affine(acc, scale, shift, floor, dst, stride, width);
-    }
-    let _ = kernel;
-    for (r, (&sc, &sh)) in scale.iter().zip(shift).enumerate() {
-        let d = dst.add(r * stride) as *mut std::mem::MaybeUninit<f32>;
-        let d = std::slice::from_raw_parts_mut(d, width);
-        for (d, a) in d.iter_mut().zip(&acc[r * TILE..r * TILE + width]) {
-            let v = sc * a + sh;
-            // `f32::max` without its NaN branch (same result: a NaN `v` gives `floor`),
-            // so the loop vectorises.
-            d.write(if v > floor { v } else { floor });
+impl Affine<'_> {
+    /// Writes `max(scale[r]·acc[r·TILE + j] + shift[r], floor)` for every row `r` and
+    /// `j < width` (the AVX-512 kernel has its own, vectorised, in `avx512`).
+    ///
+    /// # Safety
+    /// The [`Affine`] contract, with `acc.len() >= scale.len()·TILE`.
+    unsafe fn store(&self, acc: &[f32]) {
+        debug_assert!(acc.len() >= self.scale.len() * TILE);
+        for (r, (&sc, &sh)) in self.scale.iter().zip(self.shift).enumerate() {
+            let d = self.dst.add(r * self.stride) as *mut std::mem::MaybeUninit<f32>;
+            let d = std::slice::from_raw_parts_mut(d, self.width);
+            for (d, a) in d.iter_mut().zip(&acc[r * TILE..r * TILE + self.width]) {
+                let v = sc * a + sh;
+                // `f32::max` without its NaN branch (same result: a NaN `v` gives `floor`),
+                // so the loop vectorises.
+                d.write(if v > self.floor { v } else { self.floor });
+            }
         }
     }
 }
@@ -159,49 +145,15 @@ impl PackedMatrix {
         tables: &mut Vec<f32>,
         out: &mut [f32],
     ) {
-        assert!(
-            rows.start <= rows.end && rows.end <= self.rows,
-            "tile rows {rows:?}"
-        );
-        assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
-        assert_eq!(out.len(), rows.len() * TILE, "tile output size");
-        self.check_words(kernel, words);
-        let tables = aligned(tables, portable::TABLE_LEN);
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 if Kernel::Avx512.available() => {
-                // SAFETY: AVX-512F and FMA were detected at run time; `TileInput::new`
-                // checked that every read lies in its buffer.
-                unsafe { avx512::tile(self, rows, words.bytes, &words.words, x, tables, out, None) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 if Kernel::Avx2.available() => {
-                // SAFETY: as above, for AVX2 and FMA.
-                unsafe { avx2::tile(self, rows, &words.words, x, tables, out) }
-            }
-            _ => portable::tile(self, rows, x, tables, out),
-        }
-    }
-
-    /// Panics unless `words` was built from this matrix for `kernel`'s layout.
-    fn check_words(&self, kernel: Kernel, words: &BlockWords) {
-        assert!(
-            kernel.reads_blocks_of(words.bytes),
-            "block words of another kernel"
-        );
-        assert_eq!(
-            words.words.len(),
-            self.stride.div_ceil(words.bytes) * self.rows,
-            "block words of another matrix"
-        );
+        // SAFETY: without an affine nothing is written outside `out`.
+        unsafe { self.run_tile(kernel, rows, words, x, tables, out, None) }
     }
 
     /// A conv tile over all rows, written through `affine` (see [`Affine`]); `acc` is
-    /// `rows·TILE` scratch. The AVX-512 kernel applies the affine in its last block's
-    /// epilogue; the others store the tile, then apply it.
+    /// `rows·TILE` scratch.
     ///
     /// # Safety
-    /// `affine` must satisfy [`Affine`]'s contract, with `rows` scales and shifts.
+    /// `affine` must satisfy [`Affine`]'s contract.
     pub(crate) unsafe fn tile_affine(
         &self,
         kernel: Kernel,
@@ -211,36 +163,64 @@ impl PackedMatrix {
         acc: &mut [f32],
         affine: &Affine,
     ) {
-        assert!(affine.scale.len() == self.rows && affine.shift.len() == self.rows);
-        assert!(affine.width <= TILE);
-        #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx512 && Kernel::Avx512.available() {
-            assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
-            assert_eq!(acc.len(), self.rows * TILE, "tile output size");
-            self.check_words(kernel, words);
-            let tables = aligned(tables, portable::TABLE_LEN);
-            // SAFETY: AVX-512F and FMA detected; sizes checked above; `TileInput::new`
-            // checked its reads; the affine is the caller's contract.
-            return avx512::tile(
-                self,
-                0..self.rows,
-                words.bytes,
-                &words.words,
-                x,
-                tables,
-                acc,
-                Some(affine),
-            );
-        }
-        self.tile_matmul(kernel, 0..self.rows, words, x, tables, acc);
-        store_affine(
-            kernel,
-            acc,
-            (affine.scale, affine.shift, affine.floor),
-            affine.dst,
-            affine.stride,
-            affine.width,
+        self.run_tile(kernel, 0..self.rows, words, x, tables, acc, Some(affine))
+    }
+
+    /// Checks the sizes and runs `kernel`'s tile kernel into `out`, then through `affine`
+    /// when given (the AVX-512 kernel applies it itself, from its last block).
+    ///
+    /// # Safety
+    /// `affine`, when given, must satisfy [`Affine`]'s contract.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_tile(
+        &self,
+        kernel: Kernel,
+        rows: std::ops::Range<usize>,
+        words: &BlockWords,
+        x: &TileInput,
+        tables: &mut Vec<f32>,
+        out: &mut [f32],
+        affine: Option<&Affine>,
+    ) {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows,
+            "tile rows {rows:?}"
         );
+        assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
+        assert_eq!(out.len(), rows.len() * TILE, "tile output size");
+        assert!(
+            kernel.reads_blocks_of(words.bytes),
+            "block words of another kernel"
+        );
+        assert_eq!(
+            words.words.len(),
+            self.stride.div_ceil(words.bytes) * self.rows,
+            "block words of another matrix"
+        );
+        if let Some(f) = affine {
+            assert!(f.scale.len() == rows.len() && f.shift.len() == rows.len());
+            assert!(f.width <= TILE);
+        }
+        let tables = aligned(tables, portable::TABLE_LEN);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if Kernel::Avx512.available() => {
+                // SAFETY: AVX-512F and FMA were detected at run time; sizes checked above;
+                // `TileInput::new` checked that every read lies in its buffer; the affine is
+                // the caller's contract.
+                let (b, w) = (words.bytes, &words.words);
+                return avx512::tile(self, rows, b, w, x, tables, out, affine);
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 if Kernel::Avx2.available() => {
+                // SAFETY: as above, for AVX2 and FMA.
+                avx2::tile(self, rows, &words.words, x, tables, out)
+            }
+            _ => portable::tile(self, rows, x, tables, out),
+        }
+        if let Some(f) = affine {
+            f.store(out);
+        }
     }
 
     /// `y[n, o] = Σ_k w[o,k]·x[n,k]` for a batch (`x` is `[batch, cols]`, `y` is
@@ -281,7 +261,7 @@ impl PackedMatrix {
                     }
                 }
             });
-        let xts_ro: &[f32] = xts;
+        let xts: &[f32] = xts;
         let out = SendPtr(y.as_mut_ptr());
         let koff = RowOffsets::dense(kpad);
         (0..tiles * chunks).into_par_iter().for_each(|task| {
@@ -290,7 +270,7 @@ impl PackedMatrix {
             if r.is_empty() {
                 return;
             }
-            let xt = TileInput::dense(&xts_ro[t * tile_len..(t + 1) * tile_len], &koff);
+            let xt = TileInput::dense(&xts[t * tile_len..(t + 1) * tile_len], &koff);
             SCRATCH.with(|cell| {
                 // No nested parallelism below, so this thread cannot re-enter the borrow.
                 let Scratch { tables, acc, .. } = &mut *cell.borrow_mut();
