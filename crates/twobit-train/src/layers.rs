@@ -4,8 +4,7 @@
 use crate::qat::ForwardWeights;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::{BatchNorm, BatchNormConfig};
-use burn::tensor::module::{conv2d, linear};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -143,16 +142,12 @@ impl QConv2d {
     /// The convolution with the prepared forward weight.
     pub fn forward(&self, x: Tensor<4>, fw: &ForwardWeights) -> Tensor<4> {
         let w = fw.rank4(self.slot).unwrap_or_else(|| self.weight.val());
-        conv2d(
+        crate::fast::conv2d(
             x,
             w,
             self.bias.as_ref().map(|b| b.val()),
-            ConvOptions::new(
-                [self.stride, self.stride],
-                [self.padding, self.padding],
-                [1, 1],
-                1,
-            ),
+            self.stride,
+            self.padding,
         )
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod data;
 mod error;
 pub mod export;
+pub mod fast;
 pub mod layers;
 pub mod models;
 pub mod qat;

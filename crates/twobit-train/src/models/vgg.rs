@@ -1,6 +1,6 @@
-use super::lenet::pool2;
 use super::{bn_arch, conv_arch, linear_arch, QatModel};
 use crate::config::ModelKind;
+use crate::fast::relu_pool2;
 use crate::layers::{Init, QConv2d, QLinear, WeightLayer, WeightLayerMut};
 use crate::qat::ForwardWeights;
 use crate::TrainError;
@@ -66,10 +66,8 @@ impl QatModel for Vgg7 {
     }
     fn forward(&self, mut x: Tensor<4>, fw: &ForwardWeights) -> Tensor<2> {
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
-            x = relu(bn.forward(conv.forward(x, fw)));
-            if i % 2 == 1 {
-                x = pool2(x);
-            }
+            let y = bn.forward(conv.forward(x, fw));
+            x = if i % 2 == 1 { relu_pool2(y) } else { relu(y) };
         }
         let x: Tensor<2> = x.flatten(1, 3);
         let x = relu(self.bn_fc.forward(self.fc1.forward(x, fw)));

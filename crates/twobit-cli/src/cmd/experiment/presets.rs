@@ -160,7 +160,7 @@ pub fn preset(name: &str) -> Option<Preset> {
             train_limit: None,
             test_limit: None,
             synthetic_cifar: false,
-            about: "Fashion-MNIST LeNet-5 trained to convergence (15 epochs), every scheme at the same settings as `fmnist` (batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.05 cosine; TTQ with Adam). Issue 3's targets are about fp, tern and quat, so those (and twn, the reference) run 3 seeds; atn, ttq and quat-free run one, and get no better/worse verdict. 15 runs of about 10 minutes: about 2.5 hours on 2 CPU cores.",
+            about: "Fashion-MNIST LeNet-5 trained to convergence (15 epochs), every scheme at the same settings as `fmnist` (batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.05 cosine; TTQ with Adam). Issue 3's targets are about fp, tern and quat, so those (and twn, the reference) run 3 seeds; atn, ttq and quat-free run one, and get no better/worse verdict. 15 runs of about 3 minutes: about 45 minutes on 2 CPU cores.",
         },
         "cifar10-resnet20" => Preset {
             name: "cifar10-resnet20",
