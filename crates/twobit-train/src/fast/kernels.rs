@@ -404,9 +404,7 @@ fn backward_chunk(
         }
         if let Some(dxs) = dxs.as_deref_mut() {
             let lhs = Mat::transposed(w, kd);
-            gemm_set(&mut dcols, kd, p, s.o, lhs, Mat::rows(dyn_, p));
-            // SAFETY: `gemm_set` wrote all of `dcols`.
-            let dcols = unsafe { assume_init(&mut dcols) };
+            let dcols = gemm_set(&mut dcols, kd, p, s.o, lhs, Mat::rows(dyn_, p));
             col2im(s, dcols, &mut dxs[i * s.in_len()..(i + 1) * s.in_len()]);
         }
     }
