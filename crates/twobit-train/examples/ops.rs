@@ -25,7 +25,9 @@ fn ms<F: FnMut()>(iters: usize, mut f: F) -> f64 {
     t.elapsed().as_secs_f64() * 1e3 / iters as f64
 }
 
-fn row(name: &str, burn: f64, fast: f64) {
+/// Times one operation done by burn and by `fast`; prints a table row.
+fn compare(name: &str, iters: usize, burn: impl FnMut(), fast: impl FnMut()) {
+    let (burn, fast) = (ms(iters, burn), ms(iters, fast));
     println!("| {name} | {burn:.2} | {fast:.2} | {:.1}x |", burn / fast);
 }
 
@@ -36,52 +38,45 @@ fn main() {
         .unwrap_or(30);
     let normal = |s: f64| Distribution::Normal(0.0, s);
     let opts = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-    let pool = || MaxPoolOptions::new([2, 2]);
+    let burn_conv = |x: &Tensor<4>, w: &Tensor<4>, b: Option<&Tensor<1>>| {
+        conv2d(x.clone(), w.clone(), b.cloned(), opts.clone())
+    };
+    let fast_conv = |x: &Tensor<4>, w: &Tensor<4>, b: Option<&Tensor<1>>| {
+        fast::conv2d(x.clone(), w.clone(), b.cloned(), 1, 0)
+    };
+    let burn_pool = |x: Tensor<4>| max_pool2d(relu(x), MaxPoolOptions::new([2, 2]));
     println!(
         "LeNet-5, batch 128, {} threads, ms per call",
         rayon::current_num_threads()
     );
     println!("| operation | burn | fast | speed-up |\n|---|---|---|---|");
 
-    // Forward only (evaluation device).
+    // Forward only (evaluation device); `into_data` waits for the result.
     let d = Device::flex();
     let x = Tensor::<4>::random([128, 1, 28, 28], normal(1.0), &d);
     let w1 = Tensor::<4>::random([20, 1, 5, 5], normal(0.1), &d);
     let b1 = Tensor::<1>::random([20], normal(0.1), &d);
     let w2 = Tensor::<4>::random([50, 20, 5, 5], normal(0.1), &d);
     let b2 = Tensor::<1>::random([50], normal(0.1), &d);
-    let c1 = conv2d(x.clone(), w1.clone(), Some(b1.clone()), opts.clone());
-    let p1 = max_pool2d(relu(c1.clone()), pool());
-    let c2 = conv2d(p1.clone(), w2.clone(), Some(b2.clone()), opts.clone());
-    // `into_data` waits for the result.
-    let burn = ms(iters, || {
-        conv2d(x.clone(), w1.clone(), Some(b1.clone()), opts.clone()).into_data();
-    });
-    let fast = ms(iters, || {
-        fast::conv2d(x.clone(), w1.clone(), Some(b1.clone()), 1, 0).into_data();
-    });
-    row("conv1 forward", burn, fast);
-    let burn = ms(iters, || {
-        max_pool2d(relu(c1.clone()), pool()).into_data();
-    });
-    let fast = ms(iters, || {
-        fast::relu_pool2(c1.clone()).into_data();
-    });
-    row("relu + pool1 forward", burn, fast);
-    let burn = ms(iters, || {
-        conv2d(p1.clone(), w2.clone(), Some(b2.clone()), opts.clone()).into_data();
-    });
-    let fast = ms(iters, || {
-        fast::conv2d(p1.clone(), w2.clone(), Some(b2.clone()), 1, 0).into_data();
-    });
-    row("conv2 forward", burn, fast);
-    let burn = ms(iters, || {
-        max_pool2d(relu(c2.clone()), pool()).into_data();
-    });
-    let fast = ms(iters, || {
-        fast::relu_pool2(c2.clone()).into_data();
-    });
-    row("relu + pool2 forward", burn, fast);
+    let c1 = burn_conv(&x, &w1, Some(&b1));
+    let p1 = burn_pool(c1.clone());
+    let c2 = burn_conv(&p1, &w2, Some(&b2));
+    for (name, x, w, b) in [("conv1", &x, &w1, &b1), ("conv2", &p1, &w2, &b2)] {
+        compare(
+            &format!("{name} forward"),
+            iters,
+            || drop(burn_conv(x, w, Some(b)).into_data()),
+            || drop(fast_conv(x, w, Some(b)).into_data()),
+        );
+    }
+    for (name, c) in [("relu + pool1", &c1), ("relu + pool2", &c2)] {
+        compare(
+            &format!("{name} forward"),
+            iters,
+            || drop(burn_pool(c.clone()).into_data()),
+            || drop(fast::relu_pool2(c.clone()).into_data()),
+        );
+    }
 
     // Forward + backward (training device): conv1 needs no input gradient, conv2 does.
     let d = d.autodiff();
@@ -89,28 +84,15 @@ fn main() {
     let w1 = Tensor::<4>::random([20, 1, 5, 5], normal(0.1), &d).require_grad();
     let p1 = Tensor::<4>::random([128, 20, 12, 12], normal(1.0), &d).require_grad();
     let w2 = Tensor::<4>::random([50, 20, 5, 5], normal(0.1), &d).require_grad();
-    let burn = ms(iters, || {
-        let y = max_pool2d(
-            relu(conv2d(x.clone(), w1.clone(), None, opts.clone())),
-            pool(),
+    for (name, x, w) in [
+        ("conv1 + relu + pool1", &x, &w1),
+        ("conv2 + relu + pool2", &p1, &w2),
+    ] {
+        compare(
+            &format!("{name}, forward + backward"),
+            iters,
+            || drop(burn_pool(burn_conv(x, w, None)).sum().backward()),
+            || drop(fast::relu_pool2(fast_conv(x, w, None)).sum().backward()),
         );
-        y.sum().backward();
-    });
-    let fast = ms(iters, || {
-        let y = fast::relu_pool2(fast::conv2d(x.clone(), w1.clone(), None, 1, 0));
-        y.sum().backward();
-    });
-    row("conv1 + relu + pool1, forward + backward", burn, fast);
-    let burn = ms(iters, || {
-        let y = max_pool2d(
-            relu(conv2d(p1.clone(), w2.clone(), None, opts.clone())),
-            pool(),
-        );
-        y.sum().backward();
-    });
-    let fast = ms(iters, || {
-        let y = fast::relu_pool2(fast::conv2d(p1.clone(), w2.clone(), None, 1, 0));
-        y.sum().backward();
-    });
-    row("conv2 + relu + pool2, forward + backward", burn, fast);
+    }
 }

@@ -122,7 +122,9 @@ fn im2col(s: &ConvShape, x: &[f32], cols: &mut [f32]) {
     let (ow, p) = (s.ow(), s.p());
     let mut rows = cols.chunks_exact_mut(p);
     if s.stride == 1 && s.pad == 0 {
-        // Every line is one run (LeNet-5); the general loop below measured 10 % slower here.
+        // Every line is one run (LeNet-5). Kept beside the general loop below, measured with
+        // `examples/ops.rs`: through the general loop LeNet-5's conv2 forward took 3.2-3.3 ms
+        // instead of 2.3 ms, and 2.6 ms with its per-line row checks hoisted out.
         for plane in x.chunks_exact(s.h * s.w) {
             for ky in 0..s.k {
                 for kx in 0..s.k {

@@ -207,30 +207,25 @@ impl<C: CheckpointStrategy> FastOps for Autodiff<Flex, C> {
         stride: usize,
         padding: usize,
     ) -> FloatTensor<Self> {
+        let forward = |x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>| {
+            let (x, weight) = (x.into_primitive(), weight.into_primitive());
+            Flex::fast_conv2d(x, weight, bias.into_primitive(), stride, padding)
+        };
         match ConvBackward
             .prepare::<C>([x.node(), weight.node(), bias.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let w_state = prep.checkpoint(&weight);
-                let y = Flex::fast_conv2d(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
                     stride,
                     padding,
                 );
-                prep.finish((x_state, w_state, stride, padding), y)
+                prep.finish(state, forward(x, weight, bias))
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::fast_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                stride,
-                padding,
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(forward(x, weight, bias)),
         }
     }
 
