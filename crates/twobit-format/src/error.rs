@@ -3,8 +3,17 @@
 /// Why a file could not be read or written. One variant per failure.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// An output path that must not be written: not a regular file, or its directory is
+    /// missing (see [`crate::output_target`]).
+    #[error("cannot write {path}: {reason}")]
+    BadOutput {
+        /// The path as given.
+        path: String,
+        /// Why not.
+        reason: String,
+    },
     /// I/O failure, with the path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_text(source))]
     Io {
         /// The file.
         path: String,
@@ -12,7 +21,9 @@ pub enum FormatError {
         source: std::io::Error,
     },
     /// The file ends before its 8-byte header length, or before the end of the header.
-    #[error("truncated file: needs at least {needed} bytes, has {len}")]
+    #[error(
+        "truncated, or not a safetensors or .twobit file: needs at least {needed} bytes, has {len}"
+    )]
     Truncated {
         /// Bytes the header says the file must have.
         needed: u64,
@@ -20,7 +31,7 @@ pub enum FormatError {
         len: u64,
     },
     /// The header length field exceeds [`crate::MAX_HEADER_BYTES`].
-    #[error("header length {len} exceeds the limit of {max} bytes")]
+    #[error("not a safetensors or .twobit file (its first 8 bytes give a header length of {len} bytes; the limit is {max})")]
     HeaderTooLarge {
         /// Declared header length.
         len: u64,
@@ -104,8 +115,9 @@ pub enum FormatError {
         /// The limit.
         max: usize,
     },
-    /// The packed codes do not hold exactly `ceil(n/4)` bytes.
-    #[error("tensor '{tensor}': {actual} code bytes, expected ceil({n}/4) = {expected}")]
+    /// The packed codes do not hold exactly `ceil(n/4)` bytes (base 2) or `ceil(n/5)` bytes
+    /// (base 3).
+    #[error("tensor '{tensor}': {actual} code bytes, expected {expected} for {n} weights")]
     CodesLengthMismatch {
         /// Tensor name.
         tensor: String,
@@ -116,7 +128,84 @@ pub enum FormatError {
         /// Actual byte count.
         actual: usize,
     },
-    /// Bits past the last weight in the final code byte are not zero.
+    /// A base-3 code byte is 243 or more (5 base-3 digits never exceed 242).
+    #[error("tensor '{tensor}': base-3 code byte {index} is {byte} (at most 242)")]
+    Base3ByteRange {
+        /// Tensor name.
+        tensor: String,
+        /// Byte index.
+        index: usize,
+        /// Its value.
+        byte: u8,
+    },
+    /// A manifest encoding field (`packing`, `table_dtype`, `table_layout`) has an unknown
+    /// value.
+    #[error("tensor '{tensor}': unknown {field} '{value}'")]
+    UnknownEncoding {
+        /// Tensor name.
+        tensor: String,
+        /// The manifest field.
+        field: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// A version-1 file declares an encoding other than base 2 with full f32 tables.
+    #[error("tensor '{tensor}': encoding '{encoding}' needs format version 2")]
+    EncodingNeedsVersion2 {
+        /// Tensor name.
+        tensor: String,
+        /// The encoding named.
+        encoding: String,
+    },
+    /// The writer was asked for an encoding this tensor cannot take.
+    #[error("tensor '{tensor}': cannot store as {encoding}: {reason}")]
+    EncodingUnsupported {
+        /// Tensor name.
+        tensor: String,
+        /// The encoding asked for.
+        encoding: String,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A rANS stream declares more codes than [`crate::rans::MAX_CODES_PER_BYTE`] times its
+    /// length (decoding it would allocate out of proportion to the file).
+    #[error(
+        "tensor '{tensor}': a {bytes}-byte rANS stream cannot hold {n} codes (at most {} per byte)",
+        crate::rans::MAX_CODES_PER_BYTE
+    )]
+    RansTooDense {
+        /// Tensor name.
+        tensor: String,
+        /// Number of weights.
+        n: usize,
+        /// Stream length.
+        bytes: usize,
+    },
+    /// A rANS stream's header is malformed.
+    #[error("tensor '{tensor}': corrupt rANS stream: {detail}")]
+    RansHeader {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong.
+        detail: &'static str,
+    },
+    /// A rANS stream's stored state is out of range.
+    #[error("tensor '{tensor}': corrupt rANS stream: initial state out of range")]
+    RansState {
+        /// Tensor name.
+        tensor: String,
+    },
+    /// A rANS stream does not decode to exactly the declared codes (bytes left over, or the
+    /// state does not return to 0).
+    #[error("tensor '{tensor}': corrupt rANS stream: it does not decode to {n} codes")]
+    RansCorrupt {
+        /// Tensor name.
+        tensor: String,
+        /// Number of weights.
+        n: usize,
+    },
+    /// Bits (base 2) or base-3 digits past the last weight in the final code byte are not
+    /// zero.
     #[error("tensor '{tensor}': padding bits of the last code byte are not zero")]
     CodesPadding {
         /// Tensor name.
@@ -201,22 +290,20 @@ pub enum FormatError {
         /// The tensor name.
         tensor: String,
     },
-    /// The architecture names a tensor whose shape cannot fit the layer.
-    #[error("arch layer {layer}: tensor '{tensor}' has shape {shape:?}, {why}")]
-    ArchBadShape {
-        /// Layer path.
-        layer: String,
-        /// Tensor name.
-        tensor: String,
-        /// Its shape.
-        shape: Vec<usize>,
-        /// What was expected.
-        why: &'static str,
-    },
-    /// An architecture parameter is out of range (zero stride, normalisation length, ...).
+    /// The architecture is not a well-formed graph over the model's tensors (a node's
+    /// input, shape, parameter or output is wrong); the message names the node.
     #[error("invalid arch: {0}")]
     ArchInvalid(String),
     /// The safetensors encoder refused the tensors.
     #[error("cannot encode safetensors: {0}")]
     Encode(String),
+}
+
+/// An I/O error in words. Mapping a directory or a device fails with ENODEV, whose text ("No
+/// such device") misleads: say what it means for a model file.
+fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(19) => "it is a directory or a device, not a regular file".into(),
+        _ => e.to_string(),
+    }
 }

@@ -15,19 +15,30 @@
 //! JSON header = {
 //!   "__metadata__": {                          (all values are strings)
 //!     "twobit.format":   "twobit",             magic
-//!     "twobit.version":  "1",                  FORMAT_VERSION
+//!     "twobit.version":  "2",                  FORMAT_VERSION (1 is still read)
 //!     "twobit.producer": "twobit-format 0.1.0",
 //!     "twobit.manifest": "{\"tensors\":{...},\"arch\":...}",
 //!     "twobit.provenance.<key>": "<value>", ...
 //!   },
-//!   "<W>.codes":      {"dtype":"U8",  "shape":[ceil(n/4)], "data_offsets":[a,b]},
-//!   "<W>.levels":     {"dtype":"F32", "shape":[groups,4],  ...},
-//!   "<W>.thresholds": {"dtype":"F32", "shape":[groups,3],  ...},
+//!   "<W>.codes":      {"dtype":"U8", "shape":[bytes], ...}       bytes: see packing below
+//!   "<W>.levels":     {"dtype":"F32"|"F16", "shape":[groups,4 or 3], ...},
+//!   "<W>.thresholds": {"dtype":"F32"|"F16", "shape":[groups,3 or 2], ...},
 //!   "<F>":            {"dtype":"F16"|"BF16"|"F32"|"F64", "shape":[...], ...}
 //! }
 //!
-//! codes byte k:  bit 7 6 | 5 4 | 3 2 | 1 0
-//!                 w[4k+3]|w[4k+2]|w[4k+1]|w[4k]      (row-major weight order)
+//! manifest entry of W: {"kind":"packed", ..., "packing":"base2"|"base3"|"rans",
+//!                       "table_dtype":"F32"|"F16", "table_layout":"full"|"ternary"}
+//!                      (absent fields, as in version 1: base2, F32, full)
+//!
+//! packing base2, ceil(n/4) bytes:  byte k = bits 7 6 | 5 4 | 3 2 | 1 0
+//!                                            w[4k+3]|w[4k+2]|w[4k+1]|w[4k]
+//! packing base3, ceil(n/5) bytes:  byte k = w[5k] + 3 w[5k+1] + 9 w[5k+2] + 27 w[5k+3]
+//!                                           + 81 w[5k+4]   (< 243; codes 0..=2 only)
+//! packing rans, any length:        [mask|state len][12-bit freqs][state][bytes...]
+//!                                  (static rANS, see [`rans`])
+//! table_layout ternary:            levels [g,3] = levels[..3], thresholds [g,2];
+//!                                  levels[3] = levels[2], thresholds[2] = +inf implied
+//! (row-major weight order; padding bits / base-3 digits after the last weight are zero)
 //! ```
 //!
 //! A quantized tensor `W` of `n` weights is stored as three safetensors tensors; a tensor
@@ -37,39 +48,64 @@
 //! code. Ternary schemes never emit code 3 (`levels[g][3] == levels[g][2]`,
 //! `thresholds[g][2] == +inf`); a code pointing at such an unused level is still valid.
 //!
+//! In memory a [`PackedTensor`] always holds the base-2 codes and f32 tables (what the
+//! runtime computes on); the stored encoding is chosen when writing ([`WriteOptions`]: by
+//! default base 3 when no code is 3, f16 tables when every value is exactly an f16, the
+//! ternary table layout when it applies; rANS on request) and decoded when reading. Every
+//! encoding is lossless; [`Model::from_bytes_with_layout`] reports which one a file uses.
+//!
 //! # Limits and validation
 //!
 //! Reading checks everything before trusting it: header length ([`MAX_HEADER_BYTES`]),
 //! tensor count ([`MAX_TENSORS`]), rank ([`MAX_DIMS`]), element count ([`MAX_ELEMENTS`],
 //! with checked multiplication), that every byte of the file belongs to exactly one tensor,
-//! that codes hold exactly `ceil(n/4)` bytes with zero padding bits, that level tables have
-//! `groups` rows of finite ascending levels and ascending (non-NaN) thresholds, that the
-//! manifest and the stored tensors agree, and that every tensor the architecture names exists
-//! with a plausible shape. Each failure has its own [`FormatError`] variant. Memory use of
-//! [`Model::load`] is bounded by a small multiple of the file size.
+//! that codes hold exactly `ceil(n/4)` (base 2) or `ceil(n/5)` (base 3, every byte below
+//! 243) bytes with zero padding, that a rANS stream has a well-formed header, declares at
+//! most [`rans::MAX_CODES_PER_BYTE`] codes per byte and decodes to exactly `n` codes, that
+//! the encoding fields are known (and, in a version-1 file, absent or the version-1 layout),
+//! that level tables have `groups` rows of the declared dtype and layout, finite ascending
+//! levels and ascending (non-NaN) thresholds, that the manifest and the stored tensors agree,
+//! and that every tensor the architecture names exists with a plausible shape. Each failure
+//! has its own [`FormatError`] variant. Memory use of [`Model::load`] is bounded by a fixed
+//! multiple of the file size (at most 64 bytes of 2-bit codes per rANS byte).
 //!
 //! See `docs/format.md` for the metadata keys, bits/weight arithmetic and a numpy decoder.
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod base3;
+pub mod encoding;
 mod error;
+pub mod graph;
 mod manifest;
 pub mod pack;
+pub mod rans;
 mod read;
 mod validate;
 mod write;
 
-pub use arch::{Arch, Layer, Normalize};
+pub use arch::{Arch, Builder, Layer, Normalize, GRAPH_VERSION};
+pub use encoding::{
+    channel_rule, ChannelRule, Encoding, Packing, StoredSize, TableDtype, TableLayout, WriteOptions,
+};
 pub use error::FormatError;
+pub use graph::{Node, Op};
 pub use read::check_container;
-pub use write::write_atomic;
+pub use write::{output_target, write_atomic};
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// How each packed tensor of a file is stored, by tensor name (see
+/// [`Model::from_bytes_with_layout`]).
+pub type Layout = BTreeMap<String, StoredSize>;
 use twobit_quant::{Granularity, Levels, Quantized, Scheme};
 
-/// Format version written into every file.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written into every file. Version 2 stores the network as a graph of
+/// nodes ([`graph`]); version-1 files (a layer list) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format version still read.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Value of the `twobit.format` metadata key.
 pub const MAGIC: &str = "twobit";
 /// Largest JSON header accepted (and written), in bytes.
@@ -311,18 +347,66 @@ impl PackedTensor {
         zeros as f64 / n as f64
     }
 
-    /// Bytes this tensor occupies in the file: codes plus both tables.
+    /// Bytes this tensor occupies in a file written with the default [`WriteOptions`]
+    /// (base 3 when no code is 3, f16 tables when exact): codes plus both tables.
     pub fn stored_bytes(&self) -> usize {
-        self.codes.len() + self.levels.len() * (4 + 3) * 4
+        self.stored_size(&WriteOptions::default())
+            .map_or(self.codes.len() + self.levels.len() * 28, |s| s.total())
     }
 
-    /// Stored bits per weight: `2 + 8*(levels+thresholds bytes)/n` (plus padding).
+    /// Stored bits per weight with the default [`WriteOptions`]:
+    /// `8 * (code bytes + table bytes) / n`.
     pub fn bits_per_weight(&self) -> f64 {
         let n = self.numel();
         if n == 0 {
             return 0.0;
         }
         self.stored_bytes() as f64 * 8.0 / n as f64
+    }
+
+    /// The encoding and sizes the writer uses for this tensor under `opts` (encodes the rANS
+    /// stream when `opts` asks for entropy coding). Errors as [`Model::to_bytes_with`] would.
+    pub fn stored_size(&self, opts: &WriteOptions) -> Result<StoredSize, FormatError> {
+        let (encoding, codes) = encoding::choose("", self, opts)?;
+        Ok(StoredSize {
+            encoding,
+            code_bytes: codes.len(),
+            table_bytes: encoding::table_bytes(
+                self.levels.len(),
+                encoding.table_dtype,
+                encoding.table_layout,
+            ),
+        })
+    }
+
+    /// How many weights have each code.
+    pub fn code_counts(&self) -> [u64; 4] {
+        rans::counts(&self.codes, self.numel())
+    }
+
+    /// Zero-order empirical entropy of the codes, in bits per weight: the floor for any coder
+    /// that codes weights independently (before tables).
+    pub fn code_entropy(&self) -> f64 {
+        rans::entropy(&self.code_counts())
+    }
+
+    /// The same tensor with every level and threshold rounded to the nearest f16, so the
+    /// writer stores f16 tables; `None` if a finite value would overflow f16. Rounding is
+    /// monotone, so the tables stay ascending; codes are unchanged. Compare
+    /// [`Self::dequantize`] before and after for the error this adds.
+    pub fn with_f16_tables(&self) -> Option<PackedTensor> {
+        let round = |v: f32| half::f16::from_f32(v).to_f32();
+        let mut out = self.clone();
+        for l in &mut out.levels {
+            for v in l.values.iter_mut().chain(l.thresholds.iter_mut()) {
+                let r = round(*v);
+                if v.is_finite() && !r.is_finite() {
+                    return None;
+                }
+                *v = r;
+            }
+        }
+        Some(out)
     }
 }
 
@@ -373,10 +457,15 @@ pub struct Model {
 }
 
 impl Model {
-    /// Serialises to bytes (a valid safetensors file). Validates first, so nothing this
-    /// crate would refuse to read is ever produced.
+    /// Serialises to bytes (a valid safetensors file) with the default [`WriteOptions`].
+    /// Validates first, so nothing this crate would refuse to read is ever produced.
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        write::to_bytes(self)
+        write::to_bytes(self, &WriteOptions::default())
+    }
+
+    /// Serialises with explicit encoding choices.
+    pub fn to_bytes_with(&self, opts: &WriteOptions) -> Result<Vec<u8>, FormatError> {
+        write::to_bytes(self, opts)
     }
 
     /// Parses and validates bytes.
@@ -384,13 +473,29 @@ impl Model {
         read::from_bytes(bytes)
     }
 
-    /// Writes atomically (temporary file in the same directory, then rename).
+    /// Parses and validates bytes; also says how each packed tensor was stored.
+    pub fn from_bytes_with_layout(bytes: &[u8]) -> Result<(Model, Layout), FormatError> {
+        read::from_bytes_with_layout(bytes)
+    }
+
+    /// Writes atomically (temporary file in the same directory, then rename) with the default
+    /// [`WriteOptions`].
     pub fn save(&self, path: &Path) -> Result<(), FormatError> {
-        write::save(self, path)
+        write::save(self, path, &WriteOptions::default())
+    }
+
+    /// Writes atomically with explicit encoding choices.
+    pub fn save_with(&self, path: &Path, opts: &WriteOptions) -> Result<(), FormatError> {
+        write::save(self, path, opts)
     }
 
     /// Memory-maps, validates and parses a file.
     pub fn load(path: &Path) -> Result<Model, FormatError> {
+        read::load(path).map(|(m, _)| m)
+    }
+
+    /// Like [`Self::load`], also saying how each packed tensor was stored.
+    pub fn load_with_layout(path: &Path) -> Result<(Model, Layout), FormatError> {
         read::load(path)
     }
 

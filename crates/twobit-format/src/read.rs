@@ -1,10 +1,13 @@
 //! Parsing and validation of a file.
+use crate::arch::ArchWire;
+use crate::encoding::{Encoding, Packing, StoredSize, TableDtype, TableLayout};
 use crate::manifest::{Entry, Manifest, PackedEntry};
 use crate::validate;
+use crate::{base3, rans, Layout};
 use crate::{
-    FloatDtype, FloatTensor, FormatError, Model, PackedTensor, Tensor, CODES_SUFFIX,
+    Arch, FloatDtype, FloatTensor, FormatError, Model, PackedTensor, Tensor, CODES_SUFFIX,
     FORMAT_VERSION, KEY_FORMAT, KEY_MANIFEST, KEY_VERSION, LEVELS_SUFFIX, MAGIC, MAX_HEADER_BYTES,
-    MAX_TENSORS, PROVENANCE_PREFIX, THRESHOLDS_SUFFIX,
+    MAX_TENSORS, MIN_FORMAT_VERSION, PROVENANCE_PREFIX, THRESHOLDS_SUFFIX,
 };
 use safetensors::tensor::{Dtype, Metadata, SafeTensorError};
 use safetensors::SafeTensors;
@@ -12,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use twobit_quant::{Granularity, Levels, Scheme};
 
-pub(crate) fn load(path: &Path) -> Result<Model, FormatError> {
+pub(crate) fn load(path: &Path) -> Result<(Model, Layout), FormatError> {
     let io = |source| FormatError::Io {
         path: path.display().to_string(),
         source,
@@ -21,12 +24,12 @@ pub(crate) fn load(path: &Path) -> Result<Model, FormatError> {
     let len = file.metadata().map_err(io)?.len();
     if len == 0 {
         // Mapping an empty file fails on some platforms; report it as what it is.
-        return from_bytes(&[]);
+        return from_bytes_with_layout(&[]);
     }
     // SAFETY: the map is read-only and dropped before returning; if another process
     // truncates the file meanwhile we may get SIGBUS, the usual caveat of mmap readers.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    from_bytes(&map)
+    from_bytes_with_layout(&map)
 }
 
 /// The parsed safetensors header plus the data section it indexes.
@@ -159,17 +162,21 @@ fn f32s(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Reads a `[groups, width]` F32 table.
-fn table<'a>(
-    st: &'a Container<'a>,
+/// Reads a `[groups, width]` table of `dtype` as f32 values.
+fn table(
+    st: &Container<'_>,
     used: &mut HashSet<String>,
     tensor: &str,
     suffix: &str,
     which: &'static str,
-    groups: usize,
-    width: usize,
-) -> Result<View<'a>, FormatError> {
-    let view = stored(st, used, format!("{tensor}{suffix}"), Dtype::F32)?;
+    [groups, width]: [usize; 2],
+    dtype: TableDtype,
+) -> Result<Vec<f32>, FormatError> {
+    let sdt = match dtype {
+        TableDtype::F32 => Dtype::F32,
+        TableDtype::F16 => Dtype::F16,
+    };
+    let view = stored(st, used, format!("{tensor}{suffix}"), sdt)?;
     if view.shape != [groups, width] {
         return Err(FormatError::LevelTableShape {
             tensor: tensor.to_string(),
@@ -178,7 +185,78 @@ fn table<'a>(
             actual: view.shape.to_vec(),
         });
     }
-    Ok(view)
+    Ok(match dtype {
+        TableDtype::F32 => f32s(view.data).collect(),
+        TableDtype::F16 => view
+            .data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+    })
+}
+
+/// Parses one optional encoding field of the manifest.
+fn field<T>(
+    name: &str,
+    field: &'static str,
+    value: Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+    default: T,
+) -> Result<T, FormatError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse(&v).ok_or_else(|| FormatError::UnknownEncoding {
+            tensor: name.to_string(),
+            field,
+            value: v,
+        }),
+    }
+}
+
+/// The 2-bit codes from `W.codes` stored with `packing`.
+fn decode_codes(
+    name: &str,
+    packing: Packing,
+    data: &[u8],
+    n: usize,
+) -> Result<Vec<u8>, FormatError> {
+    let tensor = || name.to_string();
+    match packing {
+        Packing::Base2 => Ok(data.to_vec()),
+        Packing::Base3 => {
+            base3::check(data, n).map_err(|e| match e {
+                base3::Base3Error::Length => FormatError::CodesLengthMismatch {
+                    tensor: tensor(),
+                    n,
+                    expected: base3::packed_len(n),
+                    actual: data.len(),
+                },
+                base3::Base3Error::ByteRange { index, byte } => FormatError::Base3ByteRange {
+                    tensor: tensor(),
+                    index,
+                    byte,
+                },
+                base3::Base3Error::Padding => FormatError::CodesPadding { tensor: tensor() },
+            })?;
+            Ok(base3::to_base2(data, n))
+        }
+        Packing::Rans => rans::decode(data, n).map_err(|e| match e {
+            rans::RansError::TooDense => FormatError::RansTooDense {
+                tensor: tensor(),
+                n,
+                bytes: data.len(),
+            },
+            rans::RansError::Header(detail) => FormatError::RansHeader {
+                tensor: tensor(),
+                detail,
+            },
+            rans::RansError::State => FormatError::RansState { tensor: tensor() },
+            rans::RansError::End => FormatError::RansCorrupt {
+                tensor: tensor(),
+                n,
+            },
+        }),
+    }
 }
 
 fn packed(
@@ -186,7 +264,8 @@ fn packed(
     used: &mut HashSet<String>,
     name: &str,
     e: PackedEntry,
-) -> Result<PackedTensor, FormatError> {
+    version: u32,
+) -> Result<(PackedTensor, StoredSize), FormatError> {
     let PackedEntry {
         scheme,
         granularity,
@@ -194,6 +273,9 @@ fn packed(
         origin_dtype,
         groups,
         codes_used: _,
+        packing,
+        table_dtype,
+        table_layout,
     } = e;
     let (scheme, granularity, origin_dtype) = (&scheme, &granularity, &origin_dtype);
     let scheme: Scheme = scheme.parse().map_err(|_| FormatError::UnknownScheme {
@@ -212,47 +294,112 @@ fn packed(
             tensor: name.to_string(),
             dtype: origin_dtype.to_string(),
         })?;
+    let encoding = Encoding {
+        packing: field(name, "packing", packing, Packing::from_name, Packing::Base2)?,
+        table_dtype: field(
+            name,
+            "table_dtype",
+            table_dtype,
+            TableDtype::from_name,
+            TableDtype::F32,
+        )?,
+        table_layout: field(
+            name,
+            "table_layout",
+            table_layout,
+            TableLayout::from_name,
+            TableLayout::Full,
+        )?,
+    };
+    if version < 2 && encoding != Encoding::default() {
+        return Err(FormatError::EncodingNeedsVersion2 {
+            tensor: name.to_string(),
+            encoding: format!(
+                "{}/{}/{}",
+                encoding.packing,
+                encoding.table_dtype.name(),
+                encoding.table_layout.name()
+            ),
+        });
+    }
     let n = validate::numel(name, &shape, 1)?;
     let want_groups = granularity.groups(&shape);
+    let (lw, tw) = encoding.table_layout.widths();
     if groups != want_groups {
         return Err(FormatError::LevelTableShape {
             tensor: name.to_string(),
             table: "levels",
-            expected: vec![want_groups, 4],
-            actual: vec![groups, 4],
+            expected: vec![want_groups, lw],
+            actual: vec![groups, lw],
         });
     }
     let codes = stored(st, used, format!("{name}{CODES_SUFFIX}"), Dtype::U8)?;
-    let expected = crate::pack::packed_len(n);
-    if codes.data.len() != expected || codes.shape.len() != 1 {
+    let expected = match encoding.packing {
+        Packing::Base2 => Some(crate::pack::packed_len(n)),
+        Packing::Base3 => Some(base3::packed_len(n)),
+        Packing::Rans => None,
+    };
+    if codes.shape.len() != 1 || expected.is_some_and(|e| e != codes.data.len()) {
         return Err(FormatError::CodesLengthMismatch {
             tensor: name.to_string(),
             n,
-            expected,
+            expected: expected.unwrap_or(codes.data.len()),
             actual: codes.data.len(),
         });
     }
-    let lv = table(st, used, name, LEVELS_SUFFIX, "levels", groups, 4)?;
-    let th = table(st, used, name, THRESHOLDS_SUFFIX, "thresholds", groups, 3)?;
-    let levels = f32s(lv.data)
-        .collect::<Vec<_>>()
-        .chunks_exact(4)
-        .zip(f32s(th.data).collect::<Vec<_>>().chunks_exact(3))
-        .map(|(v, t)| Levels {
-            values: [v[0], v[1], v[2], v[3]],
-            thresholds: [t[0], t[1], t[2]],
+    let lv = table(
+        st,
+        used,
+        name,
+        LEVELS_SUFFIX,
+        "levels",
+        [groups, lw],
+        encoding.table_dtype,
+    )?;
+    let th = table(
+        st,
+        used,
+        name,
+        THRESHOLDS_SUFFIX,
+        "thresholds",
+        [groups, tw],
+        encoding.table_dtype,
+    )?;
+    let code_bytes = codes.data.len();
+    let table_bytes =
+        crate::encoding::table_bytes(groups, encoding.table_dtype, encoding.table_layout);
+    let codes = decode_codes(name, encoding.packing, codes.data, n)?;
+    let levels = lv
+        .chunks_exact(lw)
+        .zip(th.chunks_exact(tw))
+        .map(|(v, t)| match encoding.table_layout {
+            TableLayout::Full => Levels {
+                values: [v[0], v[1], v[2], v[3]],
+                thresholds: [t[0], t[1], t[2]],
+            },
+            TableLayout::Ternary => Levels {
+                values: [v[0], v[1], v[2], v[2]],
+                thresholds: [t[0], t[1], f32::INFINITY],
+            },
         })
         .collect();
     let p = PackedTensor {
         scheme,
         granularity,
         shape,
-        codes: codes.data.to_vec(),
+        codes,
         levels,
         origin_dtype,
     };
     validate::packed(name, &p)?;
-    Ok(p)
+    Ok((
+        p,
+        StoredSize {
+            encoding,
+            code_bytes,
+            table_bytes,
+        },
+    ))
 }
 
 fn float(
@@ -285,6 +432,11 @@ fn float(
 }
 
 pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Model, FormatError> {
+    from_bytes_with_layout(bytes).map(|(m, _)| m)
+}
+
+/// Parses and validates; also returns how each packed tensor was stored.
+pub(crate) fn from_bytes_with_layout(bytes: &[u8]) -> Result<(Model, Layout), FormatError> {
     let st = container(bytes)?;
     let names = st.meta.offset_keys();
     if names.len() > MAX_TENSORS {
@@ -300,14 +452,18 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Model, FormatError> {
     if magic != MAGIC {
         return Err(FormatError::WrongMagic(magic.clone()));
     }
-    let version = get(KEY_VERSION)?;
-    if version.parse::<u32>() != Ok(FORMAT_VERSION) {
+    let version_text = get(KEY_VERSION)?;
+    let Some(version) = version_text
+        .parse::<u32>()
+        .ok()
+        .filter(|v| (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(v))
+    else {
         return Err(FormatError::UnsupportedVersion {
-            found: version.clone(),
+            found: version_text.clone(),
             supported: FORMAT_VERSION,
         });
-    }
-    let manifest: Manifest =
+    };
+    let manifest: Manifest<ArchWire> =
         serde_json::from_str(get(KEY_MANIFEST)?).map_err(|e| FormatError::BadJson {
             what: "manifest",
             detail: e.to_string(),
@@ -320,9 +476,14 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Model, FormatError> {
     }
     let mut used = HashSet::new();
     let mut tensors = BTreeMap::new();
+    let mut layout = Layout::new();
     for (name, entry) in manifest.tensors {
         let t = match entry {
-            Entry::Packed(e) => Tensor::Packed(packed(&st, &mut used, &name, e)?),
+            Entry::Packed(e) => {
+                let (p, size) = packed(&st, &mut used, &name, e, version)?;
+                layout.insert(name.clone(), size);
+                Tensor::Packed(p)
+            }
             Entry::Float { dtype, shape } => {
                 Tensor::Float(float(&st, &mut used, &name, &dtype, shape)?)
             }
@@ -336,13 +497,20 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Model, FormatError> {
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix(PROVENANCE_PREFIX)?.to_string(), v.clone())))
         .collect();
+    let arch = match manifest.arch {
+        Some(w) => {
+            let shape = |n: &str| tensors.get(n).map(|t: &Tensor| t.shape().to_vec());
+            Some(Arch::from_wire(w, &shape).map_err(FormatError::ArchInvalid)?)
+        }
+        None => None,
+    };
     let model = Model {
         tensors,
-        arch: manifest.arch,
+        arch,
         provenance,
     };
     if let Some(a) = &model.arch {
         validate::arch(a, &model)?;
     }
-    Ok(model)
+    Ok((model, layout))
 }

@@ -1,7 +1,5 @@
 //! Invariants shared by the reader and the writer.
-use crate::{
-    Arch, FloatTensor, FormatError, Layer, Model, PackedTensor, Tensor, MAX_DIMS, MAX_ELEMENTS,
-};
+use crate::{Arch, FloatTensor, FormatError, Model, PackedTensor, Tensor, MAX_DIMS, MAX_ELEMENTS};
 use twobit_quant::Levels;
 
 /// Checked element count of a shape, within [`MAX_DIMS`] and [`MAX_ELEMENTS`].
@@ -126,7 +124,9 @@ pub(crate) fn model(m: &Model) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Every tensor an [`Arch`] layer names exists with a shape that fits the layer.
+/// The architecture's graph is well formed against the model's tensors (every node's
+/// inputs, tensors and shapes; see [`crate::graph::infer_shapes`]) and ends in `classes`
+/// values per image.
 pub(crate) fn arch(a: &Arch, m: &Model) -> Result<(), FormatError> {
     let inv = |s: String| Err(FormatError::ArchInvalid(s));
     if a.input.contains(&0) {
@@ -148,127 +148,32 @@ pub(crate) fn arch(a: &Arch, m: &Model) -> Result<(), FormatError> {
     {
         return inv("normalize mean/std must be finite, std non-zero".into());
     }
-    layers(&a.layers, "", m)
-}
-
-fn layers(ls: &[Layer], prefix: &str, m: &Model) -> Result<(), FormatError> {
-    for (i, l) in ls.iter().enumerate() {
-        let path = format!("{prefix}{i}");
-        layer(l, &path, m)?;
-    }
-    Ok(())
-}
-
-fn shape<'m>(m: &'m Model, layer: &str, name: &str) -> Result<&'m [usize], FormatError> {
-    m.tensors
-        .get(name)
-        .map(Tensor::shape)
-        .ok_or_else(|| FormatError::ArchMissingTensor {
-            layer: layer.to_string(),
-            tensor: name.to_string(),
-        })
-}
-
-fn bad(layer: &str, tensor: &str, shape: &[usize], why: &'static str) -> FormatError {
-    FormatError::ArchBadShape {
-        layer: layer.to_string(),
-        tensor: tensor.to_string(),
-        shape: shape.to_vec(),
-        why,
-    }
-}
-
-/// A weight of `rank` dimensions, none zero, and an optional bias `[out]`.
-fn weight_bias(
-    m: &Model,
-    path: &str,
-    weight: &str,
-    bias: Option<&String>,
-    rank: usize,
-    why: &'static str,
-) -> Result<(), FormatError> {
-    let w = shape(m, path, weight)?;
-    if w.len() != rank || w.contains(&0) {
-        return Err(bad(path, weight, w, why));
-    }
-    if let Some(b) = bias {
-        let bs = shape(m, path, b)?;
-        if bs != [w[0]] {
-            return Err(bad(path, b, bs, "expected a bias of [out_channels]"));
+    let mut names = std::collections::HashSet::new();
+    for n in &a.nodes {
+        if !names.insert(n.name.as_str()) {
+            return inv(format!("node name `{}` is used twice", n.name));
         }
-    }
-    Ok(())
-}
-
-fn layer(l: &Layer, path: &str, m: &Model) -> Result<(), FormatError> {
-    let positive = |what: &str, v: usize| {
-        if v == 0 {
-            Err(FormatError::ArchInvalid(format!(
-                "layer {path}: {what} must be positive"
-            )))
-        } else {
-            Ok(())
-        }
-    };
-    match l {
-        Layer::Conv2d {
-            weight,
-            bias,
-            stride,
-            ..
-        } => {
-            positive("stride", *stride)?;
-            weight_bias(
-                m,
-                path,
-                weight,
-                bias.as_ref(),
-                4,
-                "expected [out, in, kh, kw]",
-            )
-        }
-        Layer::Linear { weight, bias } => {
-            weight_bias(m, path, weight, bias.as_ref(), 2, "expected [out, in]")
-        }
-        Layer::BatchNorm {
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            eps,
-        } => {
-            if !eps.is_finite() || *eps < 0.0 {
-                return Err(FormatError::ArchInvalid(format!(
-                    "layer {path}: eps {eps} must be finite and non-negative"
-                )));
+        for t in n.op.tensors() {
+            if !m.tensors.contains_key(t) {
+                return Err(FormatError::ArchMissingTensor {
+                    layer: n.name.clone(),
+                    tensor: t.to_string(),
+                });
             }
-            let w = shape(m, path, weight)?;
-            if w.len() != 1 {
-                return Err(bad(path, weight, w, "expected [channels]"));
-            }
-            for t in [bias, running_mean, running_var] {
-                let s = shape(m, path, t)?;
-                if s != w {
-                    return Err(bad(path, t, s, "expected the same [channels] as weight"));
-                }
-            }
-            Ok(())
         }
-        Layer::MaxPool2d { kernel, stride } => {
-            positive("kernel", *kernel)?;
-            positive("stride", *stride)
-        }
-        Layer::PadSubsample {
-            stride,
-            out_channels,
-        } => {
-            positive("stride", *stride)?;
-            positive("out_channels", *out_channels)
-        }
-        Layer::Residual { body, shortcut } => {
-            layers(body, &format!("{path}.body."), m)?;
-            layers(shortcut, &format!("{path}.shortcut."), m)
-        }
-        Layer::Relu | Layer::GlobalAvgPool | Layer::Flatten => Ok(()),
+    }
+    let shapes = a
+        .shapes(|t| m.tensors.get(t).map(Tensor::shape))
+        .map_err(FormatError::ArchInvalid)?;
+    match shapes.get(&a.output) {
+        None => inv(format!(
+            "output value `{}` is not produced by any node",
+            a.output
+        )),
+        Some(s) if s.iter().product::<usize>() != a.classes => inv(format!(
+            "the output `{}` has shape {s:?}, not {} classes",
+            a.output, a.classes
+        )),
+        Some(_) => Ok(()),
     }
 }

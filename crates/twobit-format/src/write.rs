@@ -1,4 +1,5 @@
 //! Serialisation and atomic save.
+use crate::encoding::{TableDtype, WriteOptions};
 use crate::manifest::{Entry, Manifest, PackedEntry};
 use crate::{
     FormatError, Model, Tensor, CODES_SUFFIX, FORMAT_VERSION, KEY_FORMAT, KEY_MANIFEST,
@@ -9,7 +10,7 @@ use safetensors::tensor::{Dtype, View};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One stored tensor, borrowed or built, for the safetensors encoder.
@@ -43,11 +44,17 @@ pub(crate) fn float_dtype(d: crate::FloatDtype) -> Dtype {
     }
 }
 
-fn f32_bytes(values: impl Iterator<Item = f32>) -> Vec<u8> {
-    values.flat_map(|v| v.to_le_bytes()).collect()
+/// Little-endian table bytes (f16 values are exact: [`crate::encoding`] checks it).
+fn table_bytes(values: impl Iterator<Item = f32>, dtype: TableDtype) -> Vec<u8> {
+    match dtype {
+        TableDtype::F32 => values.flat_map(|v| v.to_le_bytes()).collect(),
+        TableDtype::F16 => values
+            .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
 }
 
-pub(crate) fn to_bytes(m: &Model) -> Result<Vec<u8>, FormatError> {
+pub(crate) fn to_bytes(m: &Model, opts: &WriteOptions) -> Result<Vec<u8>, FormatError> {
     m.validate()?;
     let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
     let mut entries = BTreeMap::new();
@@ -68,31 +75,43 @@ pub(crate) fn to_bytes(m: &Model) -> Result<Vec<u8>, FormatError> {
         match t {
             Tensor::Packed(p) => {
                 let g = p.levels.len();
+                let (enc, codes) = crate::encoding::choose(name, p, opts)?;
                 put(
                     &mut stored,
                     format!("{name}{CODES_SUFFIX}"),
                     Stored {
                         dtype: Dtype::U8,
-                        shape: vec![p.codes.len()],
-                        data: Cow::Borrowed(&p.codes),
+                        shape: vec![codes.len()],
+                        data: Cow::Owned(codes),
                     },
                 )?;
+                let (lw, tw) = enc.table_layout.widths();
+                let dtype = match enc.table_dtype {
+                    TableDtype::F32 => Dtype::F32,
+                    TableDtype::F16 => Dtype::F16,
+                };
                 put(
                     &mut stored,
                     format!("{name}{LEVELS_SUFFIX}"),
                     Stored {
-                        dtype: Dtype::F32,
-                        shape: vec![g, 4],
-                        data: Cow::Owned(f32_bytes(p.levels.iter().flat_map(|l| l.values))),
+                        dtype,
+                        shape: vec![g, lw],
+                        data: Cow::Owned(table_bytes(
+                            p.levels.iter().flat_map(|l| l.values[..lw].to_vec()),
+                            enc.table_dtype,
+                        )),
                     },
                 )?;
                 put(
                     &mut stored,
                     format!("{name}{THRESHOLDS_SUFFIX}"),
                     Stored {
-                        dtype: Dtype::F32,
-                        shape: vec![g, 3],
-                        data: Cow::Owned(f32_bytes(p.levels.iter().flat_map(|l| l.thresholds))),
+                        dtype,
+                        shape: vec![g, tw],
+                        data: Cow::Owned(table_bytes(
+                            p.levels.iter().flat_map(|l| l.thresholds[..tw].to_vec()),
+                            enc.table_dtype,
+                        )),
                     },
                 )?;
                 entries.insert(
@@ -104,6 +123,9 @@ pub(crate) fn to_bytes(m: &Model) -> Result<Vec<u8>, FormatError> {
                         origin_dtype: p.origin_dtype.name().to_string(),
                         groups: g,
                         codes_used: p.scheme.num_codes(),
+                        packing: Some(enc.packing.name().to_string()),
+                        table_dtype: Some(enc.table_dtype.name().to_string()),
+                        table_layout: Some(enc.table_layout.name().to_string()),
                     }),
                 );
             }
@@ -155,34 +177,132 @@ pub(crate) fn to_bytes(m: &Model) -> Result<Vec<u8>, FormatError> {
     // Never write a file this crate would refuse to read back.
     let header = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     if header > MAX_HEADER_BYTES as u64 {
-        return Err(FormatError::HeaderTooLarge {
-            len: header,
-            max: MAX_HEADER_BYTES,
-        });
+        return Err(FormatError::Encode(format!(
+            "the header would be {header} bytes, over the limit of {MAX_HEADER_BYTES}"
+        )));
     }
     Ok(bytes)
 }
 
 /// Encodes first, then writes a temporary sibling and renames it over `path`, so a failure at
 /// any point leaves no partial file (and an existing file at `path` untouched).
-pub(crate) fn save(m: &Model, path: &Path) -> Result<(), FormatError> {
-    let bytes = to_bytes(m)?;
+pub(crate) fn save(m: &Model, path: &Path, opts: &WriteOptions) -> Result<(), FormatError> {
+    let bytes = to_bytes(m, opts)?;
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory.
+/// The file an output path really names, after the checks every writer applies:
+/// - a symbolic link is followed (to any depth) and its target is written, so the link stays
+///   a link;
+/// - an existing target that is not a regular file (directory, character or block device,
+///   FIFO, socket) is refused: replacing `/dev/null` or a named pipe by a regular file is never
+///   what was meant;
+/// - the target's directory must exist (no command creates missing parent directories).
+///
+/// Commands call this before any expensive work, so a bad output fails at once.
+pub fn output_target(path: &Path) -> Result<PathBuf, FormatError> {
+    let bad = |p: &Path, reason: String| FormatError::BadOutput {
+        path: p.display().to_string(),
+        reason,
+    };
+    let mut target = path.to_path_buf();
+    // 40 is the kernel's own limit on nested links (ELOOP).
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&target).map_err(|e| bad(path, e.to_string()))?;
+                target = match target.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            Ok(m) => {
+                let kind = non_regular_kind(&m.file_type());
+                if let Some(kind) = kind {
+                    let via = if target == path {
+                        String::new()
+                    } else {
+                        format!(" (the link's target {})", target.display())
+                    };
+                    return Err(bad(
+                        path,
+                        format!("it is {kind}{via}, not a regular file; refusing to replace it"),
+                    ));
+                }
+                return check_dir(path, target);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return check_dir(path, target),
+            Err(e) => return Err(bad(path, e.to_string())),
+        }
+    }
+    Err(bad(path, "too many levels of symbolic links".into()))
+}
+
+/// Names a file type that is not a regular file ("a directory", "a FIFO", ...).
+fn non_regular_kind(t: &std::fs::FileType) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() {
+            return Some("a character device");
+        }
+        if t.is_block_device() {
+            return Some("a block device");
+        }
+        if t.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if t.is_socket() {
+            return Some("a socket");
+        }
+    }
+    if t.is_dir() {
+        Some("a directory")
+    } else if t.is_file() {
+        None
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// `target` if its directory exists.
+fn check_dir(path: &Path, target: PathBuf) -> Result<PathBuf, FormatError> {
+    if target.file_name().is_none() {
+        return Err(FormatError::BadOutput {
+            path: path.display().to_string(),
+            reason: "not a file path".into(),
+        });
+    }
+    let dir = parent_dir(&target);
+    if !dir.is_dir() {
+        return Err(FormatError::BadOutput {
+            path: path.display().to_string(),
+            reason: format!("directory {} does not exist", dir.display()),
+        });
+    }
+    Ok(target)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the target's directory, then renames it
+/// into place, after the checks of [`output_target`] (a symlink's target is written; a
+/// non-regular file is refused). On any failure the temporary file is removed and an existing
+/// file is left untouched. A replaced file keeps its permissions.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
+    let target = output_target(path)?;
     let io = |source| FormatError::Io {
         path: path.display().to_string(),
         source,
     };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("not a file path")))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let file_name = target.file_name().expect("output_target checks the name");
+    let dir = parent_dir(&target);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
     // pid + counter: unique across processes and across threads of this one.
@@ -195,13 +315,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
             .write(true)
             .create_new(true)
             .open(&tmp)?;
+        if let Ok(m) = std::fs::metadata(&target) {
+            f.set_permissions(m.permissions())?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, &target)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_target_is_written_and_the_link_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.bin");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.bin");
+        std::os::unix::fs::symlink("real.bin", &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn non_regular_outputs_are_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        for p in [dir.path().to_path_buf(), sock.clone()] {
+            let e = write_atomic(&p, b"x").unwrap_err().to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+        use std::os::unix::fs::FileTypeExt;
+        let kept = std::fs::symlink_metadata(&sock).unwrap().file_type();
+        assert!(kept.is_socket());
+        let missing = dir.path().join("no/such/file");
+        let e = write_atomic(&missing, b"x").unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

@@ -3,7 +3,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use twobit_format::{FormatError, Layer, Model, Tensor, MAX_DIMS, MAX_TENSORS};
+use twobit_format::{FormatError, Model, Node, Op, Tensor, WriteOptions, MAX_DIMS, MAX_TENSORS};
 use twobit_quant::{Granularity, Scheme};
 
 fn good() -> Vec<u8> {
@@ -62,10 +62,29 @@ fn every_single_byte_flip_is_handled() {
 fn thousands_of_random_mutations_never_panic() {
     // Stands in for the fuzz target on machines without nightly: mutate valid files by
     // byte writes, insertions, deletions and truncations.
+    // Every encoding: the default (base 3 for ternary), the version-1 layout, rANS, and f16
+    // tables.
+    let entropy = WriteOptions {
+        entropy: true,
+        ..Default::default()
+    };
     let seeds: Vec<Vec<u8>> = Scheme::ALL
         .iter()
-        .flat_map(|&s| {
-            [Granularity::Tensor, Granularity::Channel].map(|g| model(s, g).to_bytes().unwrap())
+        .flat_map(|&s| [Granularity::Tensor, Granularity::Channel].map(move |g| (s, g)))
+        .flat_map(|(s, g)| {
+            let m = model(s, g);
+            let mut half = m.clone();
+            for t in half.tensors.values_mut() {
+                if let Tensor::Packed(p) = t {
+                    *p = p.with_f16_tables().unwrap();
+                }
+            }
+            [
+                m.to_bytes().unwrap(),
+                m.to_bytes_with(&WriteOptions::LEGACY).unwrap(),
+                m.to_bytes_with(&entropy).unwrap(),
+                half.to_bytes_with(&entropy).unwrap(),
+            ]
         })
         .collect();
     let mut rng = Rng(0xDEAD_BEEF);
@@ -136,7 +155,7 @@ fn wrong_codes_length() {
     let bytes = good();
     // tell the manifest the tensor is bigger than its codes
     let bad = edit_manifest(&bytes, |m| {
-        m["tensors"]["fc1.weight"]["shape"] = json!([10, 41])
+        m["tensors"]["fc1.weight"]["shape"] = json!([7, 60])
     });
     assert!(
         matches!(err(&bad), FormatError::CodesLengthMismatch { .. }),
@@ -162,7 +181,7 @@ fn wrong_codes_length() {
                 shift(&mut offs[1], -1);
             }
         }
-        h["fc1.weight.codes"]["shape"] = json!([92]);
+        h["fc1.weight.codes"]["shape"] = json!([94]);
     });
     assert!(
         matches!(err(&bad), FormatError::CodesLengthMismatch { .. }),
@@ -173,7 +192,7 @@ fn wrong_codes_length() {
 
 #[test]
 fn nonzero_padding_bits() {
-    // fc1.weight has 370 weights: the last byte holds 2 codes and 4 padding bits
+    // fc1.weight has 378 weights: the last byte holds 2 codes and 4 padding bits
     let mut bytes = good();
     let r = tensor_range(&bytes, "fc1.weight.codes");
     bytes[r.end - 1] |= 0b1100_0000;
@@ -254,8 +273,8 @@ fn level_table_shapes() {
     let bytes = good();
     let bad = edit_manifest(&bytes, |m| m["tensors"]["fc1.weight"]["groups"] = json!(9));
     assert!(matches!(err(&bad), FormatError::LevelTableShape { .. }));
-    // the table itself reshaped ([10,4] -> [20,2], same bytes)
-    let bad = edit_header(&bytes, |h| h["fc1.weight.levels"]["shape"] = json!([20, 2]));
+    // the table itself reshaped ([7,4] -> [14,2], same bytes)
+    let bad = edit_header(&bytes, |h| h["fc1.weight.levels"]["shape"] = json!([14, 2]));
     assert!(matches!(
         err(&bad),
         FormatError::LevelTableShape {
@@ -332,26 +351,24 @@ fn manifest_and_container_disagree() {
 fn arch_must_match_the_tensors() {
     let bytes = good();
     let bad = edit_manifest(&bytes, |m| {
-        m["arch"]["layers"][3]["weight"] = json!("fc9.weight")
+        m["arch"]["nodes"][3]["weight"] = json!("fc9.weight")
     });
     assert!(matches!(err(&bad), FormatError::ArchMissingTensor { .. }));
     // conv layer pointing at a 2-D weight
     let bad = edit_manifest(&bytes, |m| {
-        m["arch"]["layers"][0]["weight"] = json!("fc1.weight")
+        m["arch"]["nodes"][0]["weight"] = json!("fc1.weight")
     });
-    assert!(matches!(err(&bad), FormatError::ArchBadShape { .. }));
+    assert!(matches!(err(&bad), FormatError::ArchInvalid(_)));
     // bias of the wrong length
     let bad = edit_manifest(&bytes, |m| {
-        m["arch"]["layers"][3]["bias"] = json!("conv1.bias")
+        m["arch"]["nodes"][3]["bias"] = json!("conv1.bias")
     });
-    assert!(matches!(err(&bad), FormatError::ArchBadShape { .. }));
-    let bad = edit_manifest(&bytes, |m| m["arch"]["layers"][0]["stride"] = json!(0));
+    assert!(matches!(err(&bad), FormatError::ArchInvalid(_)));
+    let bad = edit_manifest(&bytes, |m| m["arch"]["nodes"][0]["strides"] = json!([0, 1]));
     assert!(matches!(err(&bad), FormatError::ArchInvalid(_)));
     let bad = edit_manifest(&bytes, |m| m["arch"]["normalize"]["std"] = json!([0.0]));
     assert!(matches!(err(&bad), FormatError::ArchInvalid(_)));
-    let bad = edit_manifest(&bytes, |m| {
-        m["arch"]["layers"][1] = json!({"op": "softmax"})
-    });
+    let bad = edit_manifest(&bytes, |m| m["arch"]["nodes"][1] = json!({"op": "softmax"}));
     assert!(matches!(
         err(&bad),
         FormatError::BadJson {
@@ -364,14 +381,19 @@ fn arch_must_match_the_tensors() {
     for _ in 0..300 {
         deep = json!({"op": "residual", "body": [deep], "shortcut": []});
     }
-    let bad = edit_manifest(&bytes, |m| m["arch"]["layers"][1] = deep);
+    let bad = edit_manifest(&bytes, |m| m["arch"]["nodes"][1] = deep);
     assert!(matches!(err(&bad), FormatError::BadJson { .. }));
     // the writer refuses the same mistakes
     let mut m = model(Scheme::Tern, Granularity::Tensor);
     if let Some(a) = m.arch.as_mut() {
-        a.layers.push(Layer::Linear {
-            weight: "missing".into(),
-            bias: None,
+        a.nodes.push(Node {
+            name: "extra".into(),
+            op: Op::Linear {
+                weight: "missing".into(),
+                bias: None,
+            },
+            inputs: vec![a.output.clone()],
+            output: "extra".into(),
         });
     }
     assert!(matches!(

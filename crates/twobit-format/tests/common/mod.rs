@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use twobit_format::{Arch, FloatDtype, FloatTensor, Layer, Model, Normalize, PackedTensor, Tensor};
+use twobit_format::graph::INPUT;
+use twobit_format::{
+    Arch, Builder, FloatDtype, FloatTensor, Model, Normalize, Op, PackedTensor, Tensor,
+};
 use twobit_quant::{Granularity, Levels, Quantized, Scheme};
 
 /// xorshift64*: deterministic, no dependency.
@@ -83,17 +86,17 @@ pub fn model(scheme: Scheme, gran: Granularity) -> Model {
     tensors.insert("conv1.weight".to_string(), Tensor::Packed(conv));
     tensors.insert(
         "fc1.weight".to_string(),
-        Tensor::Packed(packed(&mut rng, &[10, 37], scheme, gran)),
+        Tensor::Packed(packed(&mut rng, &[7, 54], scheme, gran)),
     );
     let b1 = weights(&mut rng, 6);
     tensors.insert(
         "conv1.bias".into(),
         Tensor::Float(FloatTensor::from_f32_as(FloatDtype::BF16, vec![6], &b1)),
     );
-    let b2 = weights(&mut rng, 10);
+    let b2 = weights(&mut rng, 7);
     tensors.insert(
         "fc1.bias".into(),
-        Tensor::Float(FloatTensor::from_f32_as(FloatDtype::F64, vec![10], &b2)),
+        Tensor::Float(FloatTensor::from_f32_as(FloatDtype::F64, vec![7], &b2)),
     );
     let e = weights(&mut rng, 12);
     tensors.insert(
@@ -104,28 +107,30 @@ pub fn model(scheme: Scheme, gran: Granularity) -> Model {
         "extra.f32".into(),
         Tensor::Float(FloatTensor::from_f32(vec![5], &weights(&mut rng, 5))),
     );
+    let mut b = Builder::default();
+    let x = b.then(
+        Op::conv("conv1.weight".into(), Some("conv1.bias".into()), 1, 0),
+        INPUT.into(),
+    );
+    let x = b.then(Op::Relu, x);
+    let x = b.then(Op::Flatten, x);
+    let output = b.then(
+        Op::Linear {
+            weight: "fc1.weight".into(),
+            bias: Some("fc1.bias".into()),
+        },
+        x,
+    );
     let arch = Arch {
         name: "lenet-mini".into(),
-        input: [1, 8, 8],
-        classes: 10,
+        input: [1, 7, 7],
+        classes: 7,
         normalize: Normalize {
             mean: vec![0.5],
             std: vec![0.25],
         },
-        layers: vec![
-            Layer::Conv2d {
-                weight: "conv1.weight".into(),
-                bias: Some("conv1.bias".into()),
-                stride: 1,
-                padding: 0,
-            },
-            Layer::Relu,
-            Layer::Flatten,
-            Layer::Linear {
-                weight: "fc1.weight".into(),
-                bias: Some("fc1.bias".into()),
-            },
-        ],
+        nodes: b.nodes,
+        output,
     };
     let mut provenance = BTreeMap::new();
     provenance.insert("source".into(), "unit test".into());
