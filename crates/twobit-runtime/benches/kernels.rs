@@ -1,5 +1,6 @@
 //! Packed 2-bit kernels vs fp32 `gemm`, same process and thread pool:
-//! 4096x4096 GEMV at batch 1, vgg7's 3x3 convolutions and its fc1 at batch 64.
+//! 4096x4096 GEMV at batch 1, vgg7's 3x3 convolutions and its fc1 at batch 64; with fp32
+//! activations and with int8 activations (`int8_*` rows, `kernels::int8`).
 //!
 //! The packed path runs with the kernel chosen at run time and, when that is AVX-512, also
 //! with the AVX2 kernel: the `gemm` crate's fp32 GEMM uses AVX2+FMA on stable Rust, so the
@@ -11,7 +12,8 @@ use std::hint::black_box;
 use std::time::Duration;
 use twobit_quant::Levels;
 use twobit_runtime::fp32::sgemm;
-use twobit_runtime::ops::{conv2d_f32, conv2d_packed, ConvGeom};
+use twobit_runtime::kernels::int8::quantize;
+use twobit_runtime::ops::{conv2d_f32, conv2d_packed, conv2d_packed_i8, ConvGeom};
 use twobit_runtime::{Kernel, PackedMatrix};
 
 fn matrix(rng: &mut StdRng, rows: usize, cols: usize, quat: bool) -> PackedMatrix {
@@ -64,6 +66,20 @@ fn gemv(c: &mut Criterion) {
             };
             g.bench_function(name, |b| b.iter(|| m.gemv(kernel, black_box(&x), &mut y)));
         }
+        // Int8 activations (quantized in each call, as the runtime does).
+        let kernel = Kernel::detect();
+        let mut q = vec![0i8; m.gemv_i8_len()];
+        let name = if quat {
+            "int8_quaternary"
+        } else {
+            "int8_ternary"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let s = quantize(black_box(&x), &mut q[..n]);
+                m.gemv_i8(kernel, &q, s, &mut y)
+            })
+        });
         if !quat {
             let w = m.dequantize();
             g.bench_function("fp32_gemm", |b| {
@@ -73,6 +89,9 @@ fn gemv(c: &mut Criterion) {
     }
     g.finish();
 }
+
+/// No clamp after the affine.
+const OPEN: (f32, f32) = (f32::NEG_INFINITY, f32::INFINITY);
 
 fn vgg7_convs(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(8);
@@ -86,17 +105,9 @@ fn vgg7_convs(c: &mut Criterion) {
         (256, 512, 8),
         (512, 512, 8),
     ] {
-        let geom = ConvGeom {
-            cin,
-            h: hw,
-            w: hw,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        };
-        let m = matrix(&mut rng, o, geom.k(), false);
-        let w = m.dequantize();
+        let geom = ConvGeom::square(cin, (hw, hw), 3, 1, 1);
+        let m = [matrix(&mut rng, o, geom.k(), false)];
+        let w = m[0].dequantize();
         let x: Vec<f32> = (0..batch * cin * hw * hw)
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
@@ -105,11 +116,15 @@ fn vgg7_convs(c: &mut Criterion) {
         for (kernel, suffix) in packed_kernels() {
             let name = format!("packed_ternary{suffix}");
             g.bench_with_input(BenchmarkId::new(name, &id), &x, |b, x| {
-                b.iter(|| conv2d_packed(&m, &geom, kernel, x, batch, &scale, &shift, false))
+                b.iter(|| conv2d_packed(&m, &geom, kernel, x, batch, &scale, &shift, OPEN))
             });
         }
+        let k = Kernel::detect();
+        g.bench_with_input(BenchmarkId::new("int8_ternary", &id), &x, |b, x| {
+            b.iter(|| conv2d_packed_i8(&m, &geom, k, x, batch, &scale, &shift, OPEN))
+        });
         g.bench_with_input(BenchmarkId::new("fp32_im2col_gemm", &id), &x, |b, x| {
-            b.iter(|| conv2d_f32(&w, o, &geom, x, batch, &scale, &shift, false))
+            b.iter(|| conv2d_f32(&w, o, &geom, x, batch, &scale, &shift, OPEN))
         });
     }
     g.finish();
@@ -132,6 +147,9 @@ fn vgg7_fc1(c: &mut Criterion) {
             b.iter(|| m.matmul(kernel, black_box(&x), batch, &mut y))
         });
     }
+    g.bench_function("int8_ternary", |b| {
+        b.iter(|| m.matmul_i8(Kernel::detect(), black_box(&x), batch, &mut y))
+    });
     g.bench_function("fp32_gemm", |b| {
         b.iter(|| sgemm(batch, rows, cols, black_box(&x), &w, true, &mut y, true))
     });

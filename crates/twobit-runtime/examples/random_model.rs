@@ -1,9 +1,11 @@
 //! Writes a `.twobit` file with random 2-bit weights and a full architecture manifest, for
 //! trying `twobit bench` / `twobit eval` without a trained model (accuracy will be chance).
 //!
-//! `cargo run --release -p twobit-runtime --example random_model -- vgg7|mlp tern|quat OUT`
+//! `cargo run --release -p twobit-runtime --example random_model -- vgg7|resnet20|lenet5|mlp tern|quat OUT`
 use std::collections::BTreeMap;
-use twobit_format::{Arch, FloatDtype, FloatTensor, Layer, Model, Normalize, PackedTensor, Tensor};
+use twobit_format::{
+    Arch, Builder, FloatDtype, FloatTensor, Model, Normalize, Op, PackedTensor, Tensor,
+};
 use twobit_quant::{Granularity, Levels, Scheme};
 
 struct Gen {
@@ -69,32 +71,113 @@ impl Gen {
             .insert(name.into(), Tensor::Float(FloatTensor::from_f32(shape, &v)));
         name.into()
     }
-    fn conv_bn_relu(&mut self, name: &str, cin: usize, cout: usize, layers: &mut Vec<Layer>) {
+    /// conv 3x3 (padding 1, 2-bit weights) then batch norm.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn(
+        &mut self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        b: &mut Builder,
+        x: String,
+    ) -> String {
         let weight = self.packed(&format!("{name}.weight"), vec![cout, cin, 3, 3]);
-        layers.push(Layer::Conv2d {
-            weight,
-            bias: None,
-            stride: 1,
-            padding: 1,
-        });
-        layers.push(Layer::BatchNorm {
+        let x = b.then(Op::conv(weight, None, stride, 1), x);
+        let bn = Op::BatchNorm {
             weight: self.float(&format!("{name}.bn.weight"), vec![cout], 0.8, 1.2),
             bias: self.float(&format!("{name}.bn.bias"), vec![cout], -0.1, 0.1),
             running_mean: self.float(&format!("{name}.bn.running_mean"), vec![cout], -0.1, 0.1),
             running_var: self.float(&format!("{name}.bn.running_var"), vec![cout], 0.5, 1.5),
             eps: 1e-5,
-        });
-        layers.push(Layer::Relu);
+        };
+        b.then(bn, x)
     }
+
+    fn conv_bn_relu(
+        &mut self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        b: &mut Builder,
+        x: String,
+    ) -> String {
+        let x = self.conv_bn(name, cin, cout, 1, b, x);
+        b.then(Op::Relu, x)
+    }
+}
+
+/// CIFAR ResNet-20: three stages of three basic blocks, option-A shortcuts.
+fn resnet20(g: &mut Gen, b: &mut Builder, x: String) -> String {
+    let mut x = g.conv_bn_relu("conv1", 3, 16, b, x);
+    let mut cin = 16;
+    for (s, c) in [16, 32, 64].into_iter().enumerate() {
+        for blk in 0..3 {
+            let stride = if s > 0 && blk == 0 { 2 } else { 1 };
+            let name = format!("layer{}.{blk}", s + 1);
+            let r = g.conv_bn(&format!("{name}.conv1"), cin, c, stride, b, x.clone());
+            let r = b.then(Op::Relu, r);
+            let r = g.conv_bn(&format!("{name}.conv2"), c, c, 1, b, r);
+            let sc = b.pad_subsample(x, stride, cin, c);
+            x = b.push(Op::Add { constant: None }, vec![r, sc]);
+            x = b.then(Op::Relu, x);
+            cin = c;
+        }
+    }
+    let x = b.then(Op::GlobalAvgPool, x);
+    let x = b.then(Op::Flatten, x);
+    let w = g.float("fc.weight", vec![10, 64], -0.1, 0.1);
+    let bias = g.float("fc.bias", vec![10], -0.01, 0.01);
+    b.then(
+        Op::Linear {
+            weight: w,
+            bias: Some(bias),
+        },
+        x,
+    )
+}
+
+/// LeNet-5 on 28x28: two 5x5 convolutions with max pooling, three linear layers.
+fn lenet5(g: &mut Gen, b: &mut Builder, x: String) -> String {
+    let w = g.packed("conv1.weight", vec![6, 1, 5, 5]);
+    let bias = g.float("conv1.bias", vec![6], -0.1, 0.1);
+    let x = b.then(Op::conv(w, Some(bias), 1, 2), x);
+    let x = b.then(Op::Relu, x);
+    let x = b.then(Op::max_pool(2, 2), x);
+    let w = g.packed("conv2.weight", vec![16, 6, 5, 5]);
+    let bias = g.float("conv2.bias", vec![16], -0.1, 0.1);
+    let x = b.then(Op::conv(w, Some(bias), 1, 0), x);
+    let x = b.then(Op::Relu, x);
+    let x = b.then(Op::max_pool(2, 2), x);
+    let mut x = b.then(Op::Flatten, x);
+    for (i, (o, i_)) in [(120, 400), (84, 120)].into_iter().enumerate() {
+        let w = g.packed(&format!("fc{}.weight", i + 1), vec![o, i_]);
+        x = b.then(
+            Op::Linear {
+                weight: w,
+                bias: None,
+            },
+            x,
+        );
+        x = b.then(Op::Relu, x);
+    }
+    let w = g.float("fc3.weight", vec![10, 84], -0.1, 0.1);
+    b.then(
+        Op::Linear {
+            weight: w,
+            bias: None,
+        },
+        x,
+    )
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4
-        || !["vgg7", "mlp"].contains(&args[1].as_str())
+        || !["vgg7", "resnet20", "lenet5", "mlp"].contains(&args[1].as_str())
         || !["tern", "quat"].contains(&args[2].as_str())
     {
-        eprintln!("usage: random_model vgg7|mlp tern|quat OUT.twobit");
+        eprintln!("usage: random_model vgg7|resnet20|lenet5|mlp tern|quat OUT.twobit");
         std::process::exit(2);
     }
     let mut g = Gen {
@@ -102,65 +185,64 @@ fn main() {
         quat: args[2] == "quat",
         t: BTreeMap::new(),
     };
-    let mut layers = Vec::new();
-    let arch = if args[1] == "vgg7" {
-        let mut cin = 3;
+    let mut b = Builder::default();
+    let x = twobit_format::graph::INPUT.to_string();
+    let linear = |weight, bias| Op::Linear { weight, bias };
+    let (name, input, normalize, output) = if args[1] == "vgg7" {
+        let (mut cin, mut x) = (3, x);
         for (i, c) in [128, 128, 256, 256, 512, 512].into_iter().enumerate() {
-            g.conv_bn_relu(&format!("conv{}", i + 1), cin, c, &mut layers);
+            x = g.conv_bn_relu(&format!("conv{}", i + 1), cin, c, &mut b, x);
             cin = c;
             if i % 2 == 1 {
-                layers.push(Layer::MaxPool2d {
-                    kernel: 2,
-                    stride: 2,
-                });
+                x = b.then(Op::max_pool(2, 2), x);
             }
         }
-        layers.push(Layer::Flatten);
+        let x = b.then(Op::Flatten, x);
         let w = g.packed("fc1.weight", vec![1024, 512 * 4 * 4]);
-        layers.push(Layer::Linear {
-            weight: w,
-            bias: None,
-        });
-        layers.push(Layer::Relu);
+        let x = b.then(linear(w, None), x);
+        let x = b.then(Op::Relu, x);
         let w = g.float("fc2.weight", vec![10, 1024], -0.03, 0.03);
-        let b = g.float("fc2.bias", vec![10], -0.01, 0.01);
-        layers.push(Layer::Linear {
-            weight: w,
-            bias: Some(b),
-        });
-        Arch {
-            name: "vgg7".into(),
-            input: [3, 32, 32],
-            classes: 10,
-            normalize: Normalize {
-                mean: vec![0.4914, 0.4822, 0.4465],
-                std: vec![0.2470, 0.2435, 0.2616],
-            },
-            layers,
-        }
+        let bias = g.float("fc2.bias", vec![10], -0.01, 0.01);
+        let x = b.then(linear(w, Some(bias)), x);
+        let normalize = Normalize {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2470, 0.2435, 0.2616],
+        };
+        ("vgg7", [3, 32, 32], normalize, x)
+    } else if args[1] == "resnet20" {
+        let x = resnet20(&mut g, &mut b, x);
+        let normalize = Normalize {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2470, 0.2435, 0.2616],
+        };
+        ("resnet20", [3, 32, 32], normalize, x)
+    } else if args[1] == "lenet5" {
+        let x = lenet5(&mut g, &mut b, x);
+        let normalize = Normalize {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+        };
+        ("lenet5", [1, 28, 28], normalize, x)
     } else {
-        layers.push(Layer::Flatten);
+        let x = b.then(Op::Flatten, x);
         let w = g.packed("fc1.weight", vec![512, 784]);
-        layers.push(Layer::Linear {
-            weight: w,
-            bias: None,
-        });
-        layers.push(Layer::Relu);
+        let x = b.then(linear(w, None), x);
+        let x = b.then(Op::Relu, x);
         let w = g.float("fc2.weight", vec![10, 512], -0.05, 0.05);
-        layers.push(Layer::Linear {
-            weight: w,
-            bias: None,
-        });
-        Arch {
-            name: "mlp".into(),
-            input: [1, 28, 28],
-            classes: 10,
-            normalize: Normalize {
-                mean: vec![0.2860],
-                std: vec![0.3530],
-            },
-            layers,
-        }
+        let x = b.then(linear(w, None), x);
+        let normalize = Normalize {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+        };
+        ("mlp", [1, 28, 28], normalize, x)
+    };
+    let arch = Arch {
+        name: name.into(),
+        input,
+        classes: 10,
+        normalize,
+        nodes: b.nodes,
+        output,
     };
     let model = Model {
         tensors: g.t,

@@ -1,19 +1,23 @@
 //! Runs `.twobit` models directly on their packed 2-bit weights, without the training
 //! framework.
 //!
-//! [`Runtime::load`] rebuilds the network stored in the file's architecture manifest,
+//! [`Runtime::load`] compiles the network graph stored in the file's architecture manifest,
 //! repacking each quantized weight into bit-planes ([`kernels::PackedMatrix`], still ~2 bits
-//! per weight) and folding batch norm into a per-output-channel affine applied after the
-//! packed dot product. [`Runtime::forward`] computes logits; [`Runtime::dequantized`] gives the
+//! per weight) and folding batch norm (and a following ReLU/Clip) into a per-output-channel
+//! affine and clamp applied after the packed dot product. [`Runtime::forward`] computes logits; [`Runtime::dequantized`] gives the
 //! same network with weights expanded to f32 and run through an fp32 GEMM, for comparison.
 #![deny(missing_docs)]
 
+pub mod capture;
+mod exec;
 pub mod fp32;
 pub mod kernels;
 mod model;
 pub mod ops;
+mod plan;
 mod tensors;
 
+pub use kernels::int8::Activations;
 pub use kernels::{BlockWords, Kernel, PackedMatrix};
 pub use model::{LayerTime, Runtime};
 

@@ -84,25 +84,54 @@ pub(crate) fn float_vec(
     }
 }
 
-/// A layer's weights as stored: packed 2-bit or float.
+/// A layer's weights: packed 2-bit (one matrix per group, `rows/group` rows each), or
+/// float `[rows, cols]` (groups' rows consecutive).
+#[derive(Clone)]
 pub(crate) enum Weights {
-    Packed(PackedMatrix),
+    Packed(Vec<PackedMatrix>),
     Float(Vec<f32>),
 }
 
-/// Reads a weight tensor with its shape; returns the weights as a `[shape[0], rest]` matrix.
+impl Weights {
+    /// The weights expanded to f32, `[rows, cols]`.
+    pub(crate) fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Weights::Packed(ms) => ms.iter().flat_map(|m| m.dequantize()).collect(),
+            Weights::Float(v) => v.clone(),
+        }
+    }
+
+    /// Bytes held in memory (packed planes and coefficients, or 4 per float).
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Weights::Packed(ms) => ms.iter().map(|m| m.weight_bytes()).sum(),
+            Weights::Float(v) => v.len() * 4,
+        }
+    }
+}
+
+/// Reads a weight tensor with its shape as `groups` matrices of `shape[0]/groups` rows
+/// (the caller checked that `groups` divides `shape[0]`).
 pub(crate) fn weights(
     m: &Model,
     layer: &str,
     name: &str,
+    groups: usize,
 ) -> Result<(Vec<usize>, Weights), RuntimeError> {
     match get(m, layer, name)? {
-        Tensor::Packed(p) => Ok((p.shape.clone(), Weights::Packed(packed_matrix(p, name)?))),
+        Tensor::Packed(p) => Ok((
+            p.shape.clone(),
+            Weights::Packed(packed_matrices(p, name, groups)?),
+        )),
         Tensor::Float(t) => Ok((t.shape.clone(), Weights::Float(float_values(t, name)?))),
     }
 }
 
-fn packed_matrix(p: &PackedTensor, name: &str) -> Result<PackedMatrix, RuntimeError> {
+fn packed_matrices(
+    p: &PackedTensor,
+    name: &str,
+    groups: usize,
+) -> Result<Vec<PackedMatrix>, RuntimeError> {
     let rows = *p
         .shape
         .first()
@@ -112,20 +141,51 @@ fn packed_matrix(p: &PackedTensor, name: &str) -> Result<PackedMatrix, RuntimeEr
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| RuntimeError::Shape(format!("`{name}`: shape overflows")))?;
-    if rows == 0 || numel == 0 {
+    if rows == 0 || numel == 0 || groups == 0 || rows % groups != 0 {
         return Err(RuntimeError::Shape(format!(
-            "`{name}`: empty shape {:?}",
+            "`{name}`: shape {:?} is empty or not {groups} groups",
             p.shape
         )));
     }
-    let groups = p.granularity.groups(&p.shape);
-    if p.levels.len() != groups {
+    let nlevels = p.granularity.groups(&p.shape);
+    if p.levels.len() != nlevels {
         return Err(RuntimeError::Shape(format!(
-            "`{name}`: {} level tables, {} granularity needs {groups}",
+            "`{name}`: {} level tables, {} granularity needs {nlevels}",
             p.levels.len(),
             p.granularity
         )));
     }
-    PackedMatrix::from_codes(rows, numel / rows, &p.codes, &p.levels)
-        .map_err(|e| RuntimeError::Shape(format!("`{name}`: {e}")))
+    let err = |e: RuntimeError| RuntimeError::Shape(format!("`{name}`: {e}"));
+    let cols = numel / rows;
+    if groups == 1 {
+        return Ok(vec![PackedMatrix::from_codes(
+            rows, cols, &p.codes, &p.levels,
+        )
+        .map_err(err)?]);
+    }
+    if p.codes.len() != numel.div_ceil(4) {
+        return Err(RuntimeError::Shape(format!(
+            "`{name}`: {} code bytes for {numel} weights",
+            p.codes.len()
+        )));
+    }
+    // One matrix per group: its rows' codes, re-aligned to start at bit 0.
+    let rg = rows / groups;
+    (0..groups)
+        .map(|g| {
+            let (first, n) = (g * rg * cols, rg * cols);
+            let mut codes = vec![0u8; n.div_ceil(4)];
+            for i in 0..n {
+                let j = first + i;
+                let c = (p.codes[j / 4] >> (2 * (j % 4))) & 3;
+                codes[i / 4] |= c << (2 * (i % 4));
+            }
+            let levels = if p.levels.len() == 1 {
+                &p.levels[..]
+            } else {
+                &p.levels[g * rg..(g + 1) * rg]
+            };
+            PackedMatrix::from_codes(rg, cols, &codes, levels).map_err(err)
+        })
+        .collect()
 }

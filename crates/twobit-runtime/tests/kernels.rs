@@ -220,15 +220,7 @@ fn packed_conv_matches_fp32_conv() {
         (40, 256, 5, 5, 3, 1, 1, 1),
         (13, 257, 4, 7, 3, 2, 1, 2),
     ] {
-        let g = ConvGeom {
-            cin,
-            h,
-            w,
-            kh: k,
-            kw: k,
-            stride: s,
-            pad: p,
-        };
+        let g = ConvGeom::square(cin, (h, w), k, s, p);
         let cols = cin * k * k;
         for quat in [false, true] {
             let (codes, lv) = random_matrix(&mut rng, o, cols, quat, quat);
@@ -238,7 +230,9 @@ fn packed_conv_matches_fp32_conv() {
                 .collect();
             let scale: Vec<f32> = (0..o).map(|_| rng.random_range(0.5..1.5)).collect();
             let shift: Vec<f32> = (0..o).map(|_| rng.random_range(-0.5..0.5)).collect();
-            let want = conv2d_f32(&m.dequantize(), o, &g, &x, batch, &scale, &shift, quat);
+            // Quaternary cases also check a fused ReLU.
+            let clamp = (if quat { 0.0 } else { f32::NEG_INFINITY }, f32::INFINITY);
+            let want = conv2d_f32(&m.dequantize(), o, &g, &x, batch, &scale, &shift, clamp);
             close(
                 &want,
                 &naive_conv(&m.dequantize(), o, &g, &x, batch, &scale, &shift)
@@ -248,7 +242,16 @@ fn packed_conv_matches_fp32_conv() {
                 &format!("fp32 conv {g:?}"),
             );
             for kern in kernels() {
-                let got = conv2d_packed(&m, &g, kern, &x, batch, &scale, &shift, quat);
+                let got = conv2d_packed(
+                    std::slice::from_ref(&m),
+                    &g,
+                    kern,
+                    &x,
+                    batch,
+                    &scale,
+                    &shift,
+                    clamp,
+                );
                 close(&got, &want, &format!("conv {kern:?} {g:?}"));
             }
         }
@@ -275,8 +278,8 @@ fn naive_conv(
                     for ci in 0..g.cin {
                         for ky in 0..g.kh {
                             for kx in 0..g.kw {
-                                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                                let iy = (oy * g.strides[0] + ky) as isize - g.pads[0] as isize;
+                                let ix = (ox * g.strides[1] + kx) as isize - g.pads[1] as isize;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w
                                 {
                                     let xv = x[((b * g.cin + ci) * g.h + iy as usize) * g.w

@@ -3,139 +3,59 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use twobit_format::{Arch, FloatDtype, FloatTensor, Layer, Model, Normalize, PackedTensor, Tensor};
-use twobit_quant::{Granularity, Levels, Scheme};
+mod common;
+use common::{bn, float, packed};
+use twobit_format::graph::INPUT;
+use twobit_format::{Arch, Builder, Model, Node, Normalize, Op, Tensor};
 use twobit_runtime::{Kernel, Runtime, RuntimeError};
 
-fn packed(rng: &mut StdRng, shape: Vec<usize>, quat: bool, per_channel: bool) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut codes = vec![0u8; n.div_ceil(4)];
-    for i in 0..n {
-        let c: u8 = rng.random_range(0..if quat { 4 } else { 3 });
-        codes[i / 4] |= c << (2 * (i % 4));
-    }
-    let groups = if per_channel { shape[0] } else { 1 };
-    let levels = (0..groups)
-        .map(|_| {
-            let (a, b) = (
-                rng.random_range(0.05..0.5f32),
-                rng.random_range(0.05..0.5f32),
-            );
-            if quat {
-                Levels {
-                    values: [-a - b, -a * 0.3, b, a + b],
-                    thresholds: [-0.6, -0.1, 0.4],
-                }
-            } else {
-                Levels {
-                    values: [-a, 0.0, b, b],
-                    thresholds: [-0.5, 0.5, f32::INFINITY],
-                }
-            }
-        })
-        .collect();
-    Tensor::Packed(PackedTensor {
-        scheme: if quat { Scheme::QuatFree } else { Scheme::Tern },
-        granularity: if per_channel {
-            Granularity::Channel
-        } else {
-            Granularity::Tensor
-        },
-        shape,
-        codes,
-        levels,
-        origin_dtype: FloatDtype::F32,
-    })
-}
-
-fn float(rng: &mut StdRng, shape: Vec<usize>, lo: f32, hi: f32) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
-    Tensor::Float(FloatTensor::from_f32(shape, &v))
-}
-
-fn bn(rng: &mut StdRng, t: &mut BTreeMap<String, Tensor>, name: &str, c: usize) -> Layer {
-    t.insert(format!("{name}.weight"), float(rng, vec![c], 0.5, 1.5));
-    t.insert(format!("{name}.bias"), float(rng, vec![c], -0.2, 0.2));
-    t.insert(
-        format!("{name}.running_mean"),
-        float(rng, vec![c], -0.2, 0.2),
-    );
-    t.insert(format!("{name}.running_var"), float(rng, vec![c], 0.5, 2.0));
-    Layer::BatchNorm {
-        weight: format!("{name}.weight"),
-        bias: format!("{name}.bias"),
-        running_mean: format!("{name}.running_mean"),
-        running_var: format!("{name}.running_var"),
-        eps: 1e-5,
-    }
-}
-
-fn conv(
-    t: &mut BTreeMap<String, Tensor>,
-    rng: &mut StdRng,
-    name: &str,
-    shape: [usize; 4],
-    quat: bool,
-    stride: usize,
-) -> Layer {
-    t.insert(
-        format!("{name}.weight"),
-        packed(rng, shape.to_vec(), quat, quat),
-    );
-    Layer::Conv2d {
-        weight: format!("{name}.weight"),
-        bias: None,
-        stride,
-        padding: shape[2] / 2,
-    }
-}
-
-/// A small ResNet-like network using every layer kind.
+/// A small ResNet-like network: conv-bn-relu, an identity residual block, a block with
+/// an option-A shortcut (subsample + zero channels), max pool, global pool, linear.
 fn resnet_like(seed: u64) -> Model {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut t = BTreeMap::new();
-    let mut layers = vec![
-        conv(&mut t, &mut rng, "c1", [8, 3, 3, 3], true, 1),
-        bn(&mut rng, &mut t, "bn1", 8),
-        Layer::Relu,
-    ];
-    let body = vec![
-        conv(&mut t, &mut rng, "r1a", [8, 8, 3, 3], false, 1),
-        bn(&mut rng, &mut t, "r1bn", 8),
-        Layer::Relu,
-        conv(&mut t, &mut rng, "r1b", [8, 8, 3, 3], true, 1),
-    ];
-    layers.push(Layer::Residual {
-        body,
-        shortcut: vec![],
-    });
-    layers.push(Layer::Relu);
-    let body = vec![
-        conv(&mut t, &mut rng, "r2a", [16, 8, 3, 3], false, 2),
-        bn(&mut rng, &mut t, "r2bn", 16),
-    ];
-    layers.push(Layer::Residual {
-        body,
-        shortcut: vec![Layer::PadSubsample {
-            stride: 2,
-            out_channels: 16,
-        }],
-    });
-    layers.push(Layer::MaxPool2d {
-        kernel: 2,
-        stride: 2,
-    });
-    layers.push(Layer::GlobalAvgPool);
+    let mut b = Builder::default();
+    let mut conv =
+        |t: &mut BTreeMap<String, Tensor>, name: &str, shape: [usize; 4], quat, stride| {
+            t.insert(
+                format!("{name}.weight"),
+                packed(&mut rng, shape.to_vec(), quat, quat),
+            );
+            Op::conv(format!("{name}.weight"), None, stride, shape[2] / 2)
+        };
+    let c1 = conv(&mut t, "c1", [8, 3, 3, 3], true, 1);
+    let r1a = conv(&mut t, "r1a", [8, 8, 3, 3], false, 1);
+    let r1b = conv(&mut t, "r1b", [8, 8, 3, 3], true, 1);
+    let r2a = conv(&mut t, "r2a", [16, 8, 3, 3], false, 2);
+    let mut rng = StdRng::seed_from_u64(seed + 100);
+    let x = b.then(c1, INPUT.to_string());
+    let x = b.then(bn(&mut rng, &mut t, "bn1", 8), x);
+    let x = b.then(Op::Relu, x);
+    let r = b.then(r1a, x.clone());
+    let r = b.then(bn(&mut rng, &mut t, "r1bn", 8), r);
+    let r = b.then(Op::Relu, r);
+    let r = b.then(r1b, r);
+    let x = b.push(Op::Add { constant: None }, vec![r, x]);
+    let x = b.then(Op::Relu, x);
+    let r = b.then(r2a, x.clone());
+    let r = b.then(bn(&mut rng, &mut t, "r2bn", 16), r);
+    let s = b.pad_subsample(x, 2, 8, 16);
+    let x = b.push(Op::Add { constant: None }, vec![r, s]);
+    let x = b.then(Op::max_pool(2, 2), x);
+    let x = b.then(Op::GlobalAvgPool, x);
+    let x = b.then(Op::Flatten, x);
     t.insert(
         "fc.weight".into(),
         packed(&mut rng, vec![10, 16], false, true),
     );
     t.insert("fc.bias".into(), float(&mut rng, vec![10], -0.1, 0.1));
-    layers.push(Layer::Linear {
-        weight: "fc.weight".into(),
-        bias: Some("fc.bias".into()),
-    });
+    let x = b.then(
+        Op::Linear {
+            weight: "fc.weight".into(),
+            bias: Some("fc.bias".into()),
+        },
+        x,
+    );
     Model {
         tensors: t,
         arch: Some(Arch {
@@ -146,7 +66,8 @@ fn resnet_like(seed: u64) -> Model {
                 mean: vec![0.5, 0.4, 0.3],
                 std: vec![0.25, 0.2, 0.3],
             },
-            layers,
+            nodes: b.nodes,
+            output: x,
         }),
         provenance: BTreeMap::new(),
     }
@@ -206,21 +127,21 @@ fn matches_naive_forward() {
         "fc.weight".into(),
         float(&mut rng, vec![4, o * oh * ow], -0.5, 0.5),
     );
-    let layers = vec![
-        Layer::Conv2d {
-            weight: "c.weight".into(),
-            bias: Some("c.bias".into()),
-            stride: 2,
-            padding: 1,
-        },
-        bnl,
-        Layer::Relu,
-        Layer::Flatten,
-        Layer::Linear {
+    let mut b = Builder::default();
+    let x = b.then(
+        Op::conv("c.weight".into(), Some("c.bias".into()), 2, 1),
+        INPUT.to_string(),
+    );
+    let x = b.then(bnl, x);
+    let x = b.then(Op::Relu, x);
+    let x = b.then(Op::Flatten, x);
+    let output = b.then(
+        Op::Linear {
             weight: "fc.weight".into(),
             bias: None,
         },
-    ];
+        x,
+    );
     let model = Model {
         tensors: t.clone(),
         arch: Some(Arch {
@@ -231,7 +152,8 @@ fn matches_naive_forward() {
                 mean: vec![0.0; cin],
                 std: vec![1.0; cin],
             },
-            layers,
+            nodes: b.nodes,
+            output,
         }),
         provenance: BTreeMap::new(),
     };
@@ -313,18 +235,23 @@ fn bad_models_and_inputs_are_clear_errors() {
 
     // A padding whose zero-padded copy (what the 2-bit kernels read) would be huge.
     let mut m = good.clone();
-    if let Some(Layer::Conv2d { padding, .. }) = m.arch.as_mut().unwrap().layers.first_mut() {
-        *padding = 1 << 14;
+    if let Op::Conv { pads, .. } = &mut m.arch.as_mut().unwrap().nodes[0].op {
+        *pads = [1 << 14; 4];
     }
     let e = Runtime::from_model(&m).err().unwrap();
     assert!(e.to_string().contains("padded input"), "{e}");
 
     let mut m = good.clone();
-    m.arch.as_mut().unwrap().layers.insert(
+    m.arch.as_mut().unwrap().nodes.insert(
         0,
-        Layer::Linear {
-            weight: "fc.weight".into(),
-            bias: None,
+        Node {
+            name: "bad".into(),
+            op: Op::Linear {
+                weight: "fc.weight".into(),
+                bias: None,
+            },
+            inputs: vec![INPUT.into()],
+            output: "bad".into(),
         },
     );
     assert!(Runtime::from_model(&m).is_err());
@@ -348,4 +275,34 @@ fn bad_models_and_inputs_are_clear_errors() {
     std::fs::write(&path, b"not a model").unwrap();
     assert!(matches!(Runtime::load(&path), Err(RuntimeError::Format(_))));
     assert!(Runtime::load(&dir.path().join("missing.twobit")).is_err());
+}
+
+/// Batch norm and ReLU fold into the step before when it is their value's only consumer:
+/// no standalone batch norm or ReLU is left in the ResNet-like graph, and the add of each
+/// residual block takes the ReLU after it.
+#[test]
+fn fusions_leave_no_standalone_batch_norm_or_relu() {
+    let rt = Runtime::from_model(&resnet_like(4)).unwrap();
+    let (_, times) = rt.forward_profiled(&[0.5; 2 * 3 * 11 * 9], 2).unwrap();
+    let labels: Vec<&str> = times.iter().map(|t| t.label.as_str()).collect();
+    assert_eq!(
+        labels[0], "conv c1.weight + batch_norm + relu",
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"conv r1a.weight + batch_norm + relu"),
+        "{labels:?}"
+    );
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with("add ") && l.ends_with(" + relu")),
+        "{labels:?}"
+    );
+    assert!(
+        !labels.iter().any(|l| l.starts_with("batch_norm")
+            || l.starts_with("relu")
+            || l.starts_with("flatten")),
+        "{labels:?}"
+    );
 }

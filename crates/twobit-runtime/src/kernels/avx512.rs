@@ -342,12 +342,13 @@ unsafe fn tile_b<const B: usize, const BLOCK: usize>(
                     let sc = _mm512_set1_ps(*f.scale.get_unchecked(o - rows.start));
                     let sh = _mm512_set1_ps(*f.shift.get_unchecked(o - rows.start));
                     let fl = _mm512_set1_ps(f.floor);
+                    let ce = _mm512_set1_ps(f.ceil);
                     let d = f.dst.add((o - rows.start) * f.stride);
                     for v in 0..V {
                         _mm512_mask_storeu_ps(
                             d.add(v * 16),
                             masks[v],
-                            affine_vec(a[v], sc, sh, fl),
+                            affine_vec(a[v], sc, sh, fl, ce),
                         );
                     }
                 }
@@ -439,10 +440,20 @@ fn tail_masks(width: usize) -> [__mmask16; TILE / 16] {
     })
 }
 
-/// `max(scale·a + shift, floor)`: multiply, then add, as in the portable `Affine::store`.
+/// `min(max(scale·a + shift, floor), ceil)`: multiply, then add, as in the portable
+/// `Affine::store`.
 #[inline(always)]
-unsafe fn affine_vec(a: __m512, scale: __m512, shift: __m512, floor: __m512) -> __m512 {
-    _mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(scale, a), shift), floor)
+unsafe fn affine_vec(
+    a: __m512,
+    scale: __m512,
+    shift: __m512,
+    floor: __m512,
+    ceil: __m512,
+) -> __m512 {
+    _mm512_min_ps(
+        _mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(scale, a), shift), floor),
+        ceil,
+    )
 }
 
 /// The per-channel affine and ReLU after a conv tile (see [`super::Affine`]), from the
@@ -454,6 +465,7 @@ unsafe fn affine_vec(a: __m512, scale: __m512, shift: __m512, floor: __m512) -> 
 unsafe fn store_affine(acc: &[f32], f: &super::Affine) {
     debug_assert!(f.width <= TILE && acc.len() >= f.scale.len() * TILE);
     let fl = _mm512_set1_ps(f.floor);
+    let ce = _mm512_set1_ps(f.ceil);
     let masks = tail_masks(f.width);
     for (r, (&sc, &sh)) in f.scale.iter().zip(f.shift).enumerate() {
         let (sc, sh) = (_mm512_set1_ps(sc), _mm512_set1_ps(sh));
@@ -464,6 +476,7 @@ unsafe fn store_affine(acc: &[f32], f: &super::Affine) {
                 sc,
                 sh,
                 fl,
+                ce,
             );
             if k == 0xffff {
                 _mm512_storeu_ps(d.add(v * 16), y);

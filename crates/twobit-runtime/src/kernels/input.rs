@@ -41,18 +41,19 @@ impl RowOffsets {
     }
 }
 
-/// One tile's activations: lane `j` of row `k` is `base[koff[k] + idx[j]]`.
+/// One tile's activations: lane `j` of row `k` is `base[koff[k] + idx[j]]`. `T` is `f32`
+/// for the fp32-activation kernels and `i8` for the int8 ones (`kernels::int8`).
 #[derive(Clone, Copy, Debug)]
-pub struct TileInput<'a> {
-    pub(crate) base: &'a [f32],
+pub struct TileInput<'a, T = f32> {
+    pub(crate) base: &'a [T],
     pub(crate) koff: &'a [u32],
     pub(crate) idx: [u32; TILE],
 }
 
-impl<'a> TileInput<'a> {
+impl<'a, T: Copy> TileInput<'a, T> {
     /// Panics unless every read lies inside `base`: that would be a caller bug, not bad
     /// input, and the SIMD kernels read without bounds checks.
-    pub fn new(base: &'a [f32], rows: &'a RowOffsets, idx: [u32; TILE]) -> TileInput<'a> {
+    pub fn new(base: &'a [T], rows: &'a RowOffsets, idx: [u32; TILE]) -> TileInput<'a, T> {
         let imax = idx.iter().copied().max().unwrap_or(0) as usize;
         assert!(
             rows.max + imax < base.len(),
@@ -71,13 +72,13 @@ impl<'a> TileInput<'a> {
     }
 
     /// Dense rows: row `k` is `xt[k·TILE..(k+1)·TILE]`.
-    pub fn dense(xt: &'a [f32], rows: &'a RowOffsets) -> TileInput<'a> {
+    pub fn dense(xt: &'a [T], rows: &'a RowOffsets) -> TileInput<'a, T> {
         TileInput::new(xt, rows, std::array::from_fn(|j| j as u32))
     }
 
     /// Lane `j` of row `k` (bounds-checked; the portable kernel's access).
     #[inline(always)]
-    pub(crate) fn get(&self, k: usize, j: usize) -> f32 {
+    pub(crate) fn get(&self, k: usize, j: usize) -> T {
         self.base[self.koff[k] as usize + self.idx[j] as usize]
     }
 
@@ -86,7 +87,7 @@ impl<'a> TileInput<'a> {
     /// # Safety
     /// `k < koff.len()` (checked by `tile_matmul` against the matrix's padded columns).
     #[inline(always)]
-    pub(crate) unsafe fn row(&self, k: usize) -> *const f32 {
+    pub(crate) unsafe fn row(&self, k: usize) -> *const T {
         self.base.as_ptr().add(*self.koff.get_unchecked(k) as usize)
     }
 

@@ -11,12 +11,13 @@
 mod avx2;
 mod avx512;
 mod input;
+pub mod int8;
 mod portable;
 mod reference;
 mod tile;
 
 pub use input::{RowOffsets, TileInput};
-pub use reference::reference_matmul;
+pub use reference::{reference_matmul, reference_matmul_i8};
 pub use tile::BlockWords;
 pub(crate) use tile::{aligned, Affine};
 
@@ -34,6 +35,8 @@ pub(crate) struct Scratch {
     pub(crate) tables: Vec<f32>,
     /// Tile output.
     pub(crate) acc: Vec<f32>,
+    /// int16 LUT tables of the int8 tile kernels.
+    pub(crate) tables_i16: Vec<i16>,
 }
 
 thread_local! {

@@ -26,3 +26,21 @@ pub fn reference_matmul(
     }
     y
 }
+
+/// Int8 oracle: `y[n, o] = scales[n]·Σ_k levels[o].values[code(o,k)]·q[n,k]` straight from
+/// file-layout codes, in f64 (`q` is `[batch, cols]`).
+pub fn reference_matmul_i8(
+    rows: usize,
+    cols: usize,
+    codes: &[u8],
+    levels: &[Levels],
+    q: &[i8],
+    scales: &[f32],
+) -> Vec<f32> {
+    let x: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+    let y = reference_matmul(rows, cols, codes, levels, &x, scales.len());
+    y.iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f64 * scales[i / rows] as f64) as f32)
+        .collect()
+}

@@ -40,17 +40,17 @@ fn le_word(plane: &[u8], at: usize, n: usize) -> portable::Word {
 /// `len` floats of `buf` starting on a 64-byte boundary (the buffer grows as needed).
 /// Vectors read from a misaligned buffer straddle cache lines on every other load: with
 /// `Vec`'s 16-byte alignment vgg7's six convolutions took 341 ms instead of 306 (AVX-512).
-pub(crate) fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    const PAD: usize = 64 / std::mem::size_of::<f32>();
-    if buf.len() < len + PAD {
-        buf.resize(len + PAD, 0.0);
+pub(crate) fn aligned<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    let pad = 64 / std::mem::size_of::<T>();
+    if buf.len() < len + pad {
+        buf.resize(len + pad, T::default());
     }
-    let off = buf.as_ptr().align_offset(64).min(PAD);
+    let off = buf.as_ptr().align_offset(64).min(pad);
     &mut buf[off..off + len]
 }
 
-/// Where a conv tile's result goes: `dst[r·stride + j] = max(scale[r]·dot + shift[r],
-/// floor)` for every output row `r` and `j < width`.
+/// Where a conv tile's result goes: `dst[r·stride + j] = min(max(scale[r]·dot + shift[r],
+/// floor), ceil)` for every output row `r` and `j < width` (a fused ReLU / ReLU6 / Clip).
 ///
 /// The memory behind `dst` may be uninitialised (it is only written); for every row `r`,
 /// `dst + r·stride` must be valid for `width` writes that no one else accesses, and
@@ -59,13 +59,14 @@ pub(crate) struct Affine<'a> {
     pub(crate) scale: &'a [f32],
     pub(crate) shift: &'a [f32],
     pub(crate) floor: f32,
+    pub(crate) ceil: f32,
     pub(crate) dst: *mut f32,
     pub(crate) stride: usize,
     pub(crate) width: usize,
 }
 
 impl Affine<'_> {
-    /// Writes `max(scale[r]·acc[r·TILE + j] + shift[r], floor)` for every row `r` and
+    /// Writes `min(max(scale[r]·acc[r·TILE + j] + shift[r], floor), ceil)` for every row `r` and
     /// `j < width` (the AVX-512 kernel has its own, vectorised, in `avx512`).
     ///
     /// # Safety
@@ -79,7 +80,8 @@ impl Affine<'_> {
                 let v = sc * a + sh;
                 // `f32::max` without its NaN branch (same result: a NaN `v` gives `floor`),
                 // so the loop vectorises.
-                d.write(if v > self.floor { v } else { self.floor });
+                let v = if v > self.floor { v } else { self.floor };
+                d.write(if v < self.ceil { v } else { self.ceil });
             }
         }
     }

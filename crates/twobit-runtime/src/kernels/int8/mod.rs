@@ -1,0 +1,529 @@
+//! Int8-activation kernels on the same bit-planes.
+//!
+//! Activations are quantized on the fly, symmetric per row (one scale per image or sample):
+//! `x ≈ s·q` with `q` in `[-127, 127]`. A weight is `levels[code]`, so with the planes a dot
+//! product is
+//!
+//! `s·(c_T·Σq + c_p·Σq[plus] + c_n·Σq[minus] + c_b·Σq[plus&minus])`,
+//!
+//! where the four sums are exact integers: the levels are used exactly as stored (ternary,
+//! quaternary, 4 free levels, per tensor or per channel), and the only rounding is the
+//! activations' quantization and the final float combination (one multiply per sum).
+//!
+//! * GEMV ([`PackedMatrix::gemv_i8`]): per 64 columns, the plane word is a byte mask that
+//!   selects activations (`vmovdqu8 {k}{z}`), summed with `vpdpbusd` against ones
+//!   (AVX512-VNNI) or `vpmaddubsw`+`vpmaddwd` (AVX512-BW): 64 weights per 2-3 instructions
+//!   per plane instead of 16 with fp32 masked adds, and a quarter of the activation bytes.
+//! * Tile ([`PackedMatrix::tile_i8`], convolutions and batched linear layers): the fp32
+//!   kernels' activation-stationary LUT with int16 tables. A table entry (sum of up to 4
+//!   int8 values, |v| <= 508) holds all 32 lanes of a tile in one 512-bit register, and
+//!   32 groups (|sum| <= 16256) accumulate in int16 before each row's sums are widened and
+//!   scaled by its coefficients: one `vpaddw` per plane per 4 weights for 32 outputs,
+//!   against two fp32 FMAs.
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use super::{Kernel, PackedMatrix, TileInput, TILE};
+
+/// Plane bytes per block of the tile kernels: 16 bytes = 32 groups of 4 columns, so the
+/// int16 row sums cannot overflow (32 · 4 · 127 < 2^15) and the tables fill 32 KiB.
+pub(crate) const BLOCK: usize = 16;
+/// Groups per block.
+pub(crate) const GROUPS: usize = BLOCK * 2;
+/// `i16` values of one block's tables: 16 entries of `TILE` lanes per group.
+pub(crate) const TABLE_LEN: usize = GROUPS * 16 * TILE;
+
+/// Which activation type the 2-bit layers compute with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activations {
+    /// fp32 activations (the default; bit-exact with the stored network up to float
+    /// summation order).
+    #[default]
+    F32,
+    /// Activations quantized to int8 per image (or per sample) on the fly; integer sums.
+    Int8,
+}
+
+impl Activations {
+    /// A short name for reports (`f32`, `int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activations::F32 => "f32",
+            Activations::Int8 => "int8",
+        }
+    }
+}
+
+/// Which int8 instructions a kernel choice runs on this CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Portable,
+    /// AVX512-BW and VL (byte masks, int16 adds), without VNNI.
+    Avx512Bw,
+    /// AVX512-BW plus VNNI (`vpdpbusd`).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The int8 instructions behind `kernel`: the AVX-512 kernel uses BW (and VNNI when
+    /// present); AVX2 and portable use the portable int8 code.
+    pub(crate) fn of(kernel: Kernel) -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx512
+            && kernel.available()
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+        {
+            return if is_x86_feature_detected!("avx512vnni") {
+                Isa::Avx512Vnni
+            } else {
+                Isa::Avx512Bw
+            };
+        }
+        let _ = kernel;
+        Isa::Portable
+    }
+
+    /// A short name for reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx512Bw => "avx512bw",
+            Isa::Avx512Vnni => "avx512vnni",
+        }
+    }
+}
+
+/// The int8 implementation `kernel` selects on this CPU (`portable`, `avx512bw`,
+/// `avx512vnni`), for reports.
+pub fn int8_isa_name(kernel: Kernel) -> &'static str {
+    Isa::of(kernel).name()
+}
+
+/// Rounds to the nearest integer (ties to even) for `|v| < 2^22` with a float add and an
+/// integer subtract: `f32::round` is a libm call on the baseline x86-64 target, and this
+/// loop vectorises. (`wrapping_sub`: the release profile keeps overflow checks, whose
+/// branch stopped the vectorisation; the difference never wraps for `|v| < 2^22`.)
+#[inline(always)]
+fn round_i32(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: the sum's low mantissa bits are v.
+    ((v + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
+}
+
+/// The scale `s` that maps `x` to int8 (`x ≈ s·q`, `|q| <= 127`): `max|x| / 127`, or 0 for
+/// an all-zero (or non-finite-only) row.
+pub fn row_scale(x: &[f32]) -> f32 {
+    // `max` of absolute values, NaN skipped (it compares false), in 16 independent lanes so
+    // the loop vectorises: one running maximum was a serial chain, 6 % of a vgg7 conv.
+    let mut lanes = [0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v.abs() > *l { v.abs() } else { *l };
+        }
+    }
+    let m =
+        chunks
+            .remainder()
+            .iter()
+            .chain(&lanes)
+            .fold(0f32, |m, &v| if v.abs() > m { v.abs() } else { m });
+    if m.is_finite() {
+        m / 127.0
+    } else {
+        f32::MAX / 127.0
+    }
+}
+
+/// Writes `q[i] = round(x[i] / s)` clamped to `[-127, 127]` (0 when `s == 0`).
+pub fn quantize_with(x: &[f32], s: f32, q: &mut [i8]) {
+    assert_eq!(x.len(), q.len(), "quantize lengths");
+    let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+    for (d, &v) in q.iter_mut().zip(x) {
+        // The clamp in float first: it also maps NaN (compares false) to -127's side and
+        // keeps the magic rounding in range.
+        let v = v * inv;
+        let v = if v > -127.0 { v } else { -127.0 };
+        let v = if v < 127.0 { v } else { 127.0 };
+        *d = round_i32(v) as i8;
+    }
+}
+
+/// Quantizes one row: returns its scale and writes `q` (see [`row_scale`]).
+pub fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
+    let s = row_scale(x);
+    quantize_with(x, s, q);
+    s
+}
+
+/// Per block and row, the table entry each plane nibble selects, as a byte `8·nibble`
+/// (the kernel scales it by 8 in the address: entries are 64 bytes); a third plane,
+/// plus&minus, when code 3 occurs. Group `g`'s byte is at `g` of its plane's 32, so the
+/// AVX-512 row loop is a shift and one `vpaddw` per lookup, with one 64-bit load per 8
+/// lookups. 2 bits per weight per plane: built per layer call by the free functions, or
+/// once when a [`crate::Runtime`] switches to int8 (`Runtime::set_activations`).
+#[derive(Clone, Debug)]
+pub struct Int8Offsets {
+    pub(crate) planes: usize,
+    rows: usize,
+    data: Vec<u8>,
+}
+
+impl Int8Offsets {
+    /// Row `o`'s bytes for block `b`: `planes` runs of `GROUPS`.
+    ///
+    /// # Safety
+    /// `b` and `o` in range (checked by `tile_i8` against the matrix).
+    #[inline(always)]
+    pub(crate) unsafe fn row(&self, b: usize, o: usize) -> *const u8 {
+        self.data
+            .as_ptr()
+            .add((b * self.rows + o) * self.planes * GROUPS)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+impl PackedMatrix {
+    /// The [`Int8Offsets`] of this matrix, built in parallel over blocks.
+    pub fn int8_offsets(&self) -> Int8Offsets {
+        use rayon::prelude::*;
+        let planes = if self.has3.iter().any(|&h| h) { 3 } else { 2 };
+        let blocks = self.stride.div_ceil(BLOCK);
+        let per_block = self.rows * planes * GROUPS;
+        let mut data = vec![0u8; blocks * per_block];
+        let build = |(b, db): (usize, &mut [u8])| {
+            let b0 = b * BLOCK;
+            let nbytes = BLOCK.min(self.stride - b0);
+            for (o, dr) in db.chunks_exact_mut(planes * GROUPS).enumerate() {
+                let at = o * self.stride + b0;
+                let (p, n) = (&self.plus[at..at + nbytes], &self.minus[at..at + nbytes]);
+                // Bytes past `nbytes` stay 0: entry 0 (zero) of the block's last groups.
+                for i in 0..nbytes {
+                    [dr[2 * i], dr[2 * i + 1]] = [(p[i] & 15) << 3, (p[i] >> 4) << 3];
+                    [dr[GROUPS + 2 * i], dr[GROUPS + 2 * i + 1]] =
+                        [(n[i] & 15) << 3, (n[i] >> 4) << 3];
+                    if planes == 3 {
+                        let b = p[i] & n[i];
+                        [dr[2 * GROUPS + 2 * i], dr[2 * GROUPS + 2 * i + 1]] =
+                            [(b & 15) << 3, (b >> 4) << 3];
+                    }
+                }
+            }
+        };
+        // Small matrices (batch-1 networks): not worth a parallel split.
+        if data.len() < 1 << 16 {
+            data.chunks_mut(per_block).enumerate().for_each(build);
+        } else {
+            data.par_chunks_mut(per_block).enumerate().for_each(build);
+        }
+        Int8Offsets {
+            planes,
+            rows: self.rows,
+            data,
+        }
+    }
+
+    /// Int8 bytes a GEMV reads: whole 64-column steps, zero padded.
+    pub fn gemv_i8_len(&self) -> usize {
+        self.stride.div_ceil(8) * 64
+    }
+
+    /// `y[o] = s·Σ_k w[o,k]·q[k]` for one quantized vector (`q.len() >= gemv_i8_len()`,
+    /// zeros past `cols`), parallel over rows.
+    pub fn gemv_i8(&self, kernel: Kernel, q: &[i8], s: f32, y: &mut [f32]) {
+        use rayon::prelude::*;
+        assert!(q.len() >= self.gemv_i8_len(), "gemv_i8 input length");
+        assert!(q[self.cols..].iter().all(|&v| v == 0), "gemv_i8 padding");
+        assert_eq!(y.len(), self.rows, "gemv_i8 output length");
+        let total: i32 = q[..self.cols].iter().map(|&v| v as i32).sum();
+        let isa = Isa::of(kernel);
+        let chunk = (self.rows / (rayon::current_num_threads() * 4)).clamp(4, 256);
+        y.par_chunks_mut(chunk).enumerate().for_each(|(ci, ys)| {
+            let r0 = ci * chunk;
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F/BW/VNNI detected by `Isa::of`; length checked above.
+                Isa::Avx512Vnni => unsafe { x86::gemv_rows::<true>(self, q, total, s, r0, ys) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F/BW detected by `Isa::of`; length checked above.
+                Isa::Avx512Bw => unsafe { x86::gemv_rows::<false>(self, q, total, s, r0, ys) },
+                _ => portable::gemv_rows(self, q, total, s, r0, ys),
+            }
+        });
+    }
+
+    /// One column tile of int8 activations for output rows `rows`:
+    /// `out[(o - rows.start)·TILE + j] = c_p·Σq[plus] + c_n·Σq[minus] + c_b·Σq[both]` over
+    /// the row's columns, and `total[j] = Σ_{k<cols} q(k, j)` (the caller adds `c_T·total`
+    /// and applies the scale). `x` addresses `stride·8` rows (rows past `cols` are read,
+    /// never used); `offs` is [`PackedMatrix::int8_offsets`] of this matrix; `tables` is
+    /// scratch reused between calls. Values must lie in `[-127, 127]`, as [`quantize`]
+    /// writes them (the AVX-512 kernel's int16 sums are sized for that; -128 could wrap).
+    #[allow(clippy::too_many_arguments)]
+    pub fn tile_i8(
+        &self,
+        kernel: Kernel,
+        rows: std::ops::Range<usize>,
+        offs: &Int8Offsets,
+        x: &TileInput<i8>,
+        tables: &mut Vec<i16>,
+        out: &mut [f32],
+        total: &mut [i32; TILE],
+    ) {
+        // SAFETY: without an affine nothing is written outside `out`.
+        unsafe { self.run_tile_i8(kernel, rows, offs, x, tables, out, total, None) }
+    }
+
+    /// A conv tile over all rows, written through `aff` (the AVX-512 kernel applies it in
+    /// its last block, saving a pass over the tile); `out` is `rows·TILE` scratch.
+    ///
+    /// # Safety
+    /// `aff` must satisfy [`Affine8`]'s contract.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn tile_i8_affine(
+        &self,
+        kernel: Kernel,
+        offs: &Int8Offsets,
+        x: &TileInput<i8>,
+        tables: &mut Vec<i16>,
+        out: &mut [f32],
+        aff: &Affine8,
+    ) {
+        let mut total = [0; TILE];
+        self.run_tile_i8(
+            kernel,
+            0..self.rows,
+            offs,
+            x,
+            tables,
+            out,
+            &mut total,
+            Some(aff),
+        )
+    }
+
+    /// Checks the sizes and runs the int8 tile kernel, then `aff` when given (the AVX-512
+    /// kernel applies it itself).
+    ///
+    /// # Safety
+    /// `aff`, when given, must satisfy [`Affine8`]'s contract.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_tile_i8(
+        &self,
+        kernel: Kernel,
+        rows: std::ops::Range<usize>,
+        offs: &Int8Offsets,
+        x: &TileInput<i8>,
+        tables: &mut Vec<i16>,
+        out: &mut [f32],
+        total: &mut [i32; TILE],
+        aff: Option<&Affine8>,
+    ) {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows,
+            "tile rows {rows:?}"
+        );
+        assert_eq!(x.koff.len(), self.stride * 8, "tile input rows");
+        assert_eq!(out.len(), rows.len() * TILE, "tile output size");
+        assert!(
+            offs.rows == self.rows
+                && offs.data.len()
+                    == self.stride.div_ceil(BLOCK) * offs.planes * GROUPS * self.rows,
+            "int8 offsets of another matrix"
+        );
+        if let Some(f) = aff {
+            assert!(f.scale.len() == rows.len() && f.shift.len() == rows.len());
+            assert!(f.width <= TILE);
+        }
+        // The tables, then (from a 64-byte boundary: TABLE_LEN is a multiple of 32) the
+        // AVX-512 kernel's int16 row sums.
+        let scratch = super::aligned(tables, TABLE_LEN + rows.len() * 3 * TILE);
+        let (tables, acc16) = scratch.split_at_mut(TABLE_LEN);
+        match Isa::of(kernel) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F/BW/VL detected by `Isa::of`; sizes checked above, and
+            // `TileInput::new` checked that every read lies inside its buffer; the affine
+            // is the caller's contract.
+            Isa::Avx512Bw | Isa::Avx512Vnni => {
+                return x86::tile(self, rows, offs, x, tables, acc16, out, total, aff)
+            }
+            _ => portable::tile(self, rows.clone(), x, tables, out, total),
+        }
+        if let Some(f) = aff {
+            f.store(self, rows, out, total);
+        }
+    }
+
+    /// `y[n, o] = Σ_k w[o,k]·x[n,k]` with each sample quantized to int8 (`x` is
+    /// `[batch, cols]`, `y` is `[batch, rows]`), the layout of a linear layer: GEMV per
+    /// sample under [`GEMV_BELOW`] samples, else 32-sample tiles.
+    pub fn matmul_i8(&self, kernel: Kernel, x: &[f32], batch: usize, y: &mut [f32]) {
+        portable::matmul_i8(self, None, GEMV_BELOW, kernel, x, batch, y)
+    }
+
+    /// [`PackedMatrix::matmul_i8`] with this matrix's [`Int8Offsets`] given (built here
+    /// when `None` and the batch needs them), and one GEMV per sample under `gemv_below`
+    /// samples (see [`PackedMatrix::measure_gemv_below`]).
+    pub fn matmul_i8_with(
+        &self,
+        offs: Option<&Int8Offsets>,
+        gemv_below: usize,
+        kernel: Kernel,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) {
+        portable::matmul_i8(self, offs, gemv_below, kernel, x, batch, y)
+    }
+
+    /// Below how many samples one int8 GEMV per sample beats a 32-sample tile pass for this
+    /// matrix on this machine, measured (best of 3 each, synthetic input): the tile's
+    /// table building pays off only over enough rows and samples, and where that lies
+    /// depends on the layer's shape (vgg7's 8192x1024 fc1: about 16; a 400x120 layer: more).
+    /// In `1..=TILE`.
+    pub fn measure_gemv_below(&self, kernel: Kernel, offs: &Int8Offsets) -> usize {
+        use std::time::Instant;
+        let x: Vec<f32> = (0..TILE * self.cols)
+            .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
+            .collect();
+        let mut y = vec![0f32; TILE * self.rows];
+        let best = |f: &mut dyn FnMut()| {
+            (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let tile = best(&mut || self.matmul_i8_with(Some(offs), 1, kernel, &x, TILE, &mut y));
+        let (x1, y1) = (&x[..self.cols], &mut y[..self.rows]);
+        let gemv = best(&mut || self.matmul_i8_with(Some(offs), 2, kernel, x1, 1, y1));
+        ((tile / gemv.max(1e-9)).ceil() as usize).clamp(1, TILE)
+    }
+}
+
+/// Where an int8 conv tile's result goes: for every row `r` and `j < width`,
+/// `dst[r·stride + j] = min(max(scale[r]·s·(acc[r, j] + c_T[r]·total[j]) + shift[r], floor),
+/// ceil)` (`s` the image's activation scale, `c_T` the row's level coefficient).
+///
+/// The memory behind `dst` may be uninitialised (it is only written); for every row `r`,
+/// `dst + r·stride` must be valid for `width` writes that no one else accesses.
+pub(crate) struct Affine8<'a> {
+    pub(crate) scale: &'a [f32],
+    pub(crate) s: f32,
+    pub(crate) shift: &'a [f32],
+    pub(crate) floor: f32,
+    pub(crate) ceil: f32,
+    pub(crate) dst: *mut f32,
+    pub(crate) stride: usize,
+    pub(crate) width: usize,
+}
+
+impl Affine8<'_> {
+    /// The plain form, after a kernel that does not apply it itself.
+    ///
+    /// # Safety
+    /// [`Affine8`]'s contract; `acc` holds `rows.len()·TILE` values.
+    unsafe fn store(
+        &self,
+        m: &PackedMatrix,
+        rows: std::ops::Range<usize>,
+        acc: &[f32],
+        total: &[i32; TILE],
+    ) {
+        for (r, o) in rows.enumerate() {
+            let (sc, sf, ct) = (self.scale[r] * self.s, self.shift[r], m.coef[o][0]);
+            let d = self.dst.add(r * self.stride) as *mut std::mem::MaybeUninit<f32>;
+            let d = std::slice::from_raw_parts_mut(d, self.width);
+            for (j, d) in d.iter_mut().enumerate() {
+                let v = sc * (acc[r * TILE + j] + ct * total[j] as f32) + sf;
+                d.write(crate::ops::clamp(v, self.floor, self.ceil));
+            }
+        }
+    }
+}
+
+/// A runtime layer's int8 set-up, made once when it switches to int8: each weight
+/// matrix's [`Int8Offsets`] (rebuilt per call, they were a sixth of a batch-1 pass) and,
+/// for a linear layer, the measured GEMV/tile crossover.
+#[derive(Clone, Debug)]
+pub struct Int8Layer {
+    /// One per weight matrix (conv group).
+    pub offsets: Vec<Int8Offsets>,
+    /// See [`PackedMatrix::measure_gemv_below`].
+    pub gemv_below: usize,
+}
+
+impl Int8Layer {
+    /// Bytes of offsets held.
+    pub fn bytes(&self) -> usize {
+        self.offsets.iter().map(Int8Offsets::bytes).sum()
+    }
+}
+
+/// Below this many samples [`PackedMatrix::matmul_i8`] runs one GEMV per sample (as the
+/// fp32-activation `matmul`); a runtime measures it per layer instead.
+pub const GEMV_BELOW: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twobit_quant::Levels;
+
+    /// Both AVX-512 GEMV variants (this CPU may have VNNI, so the BW-only one is tested
+    /// here directly) against the portable kernel, on ragged widths and all code patterns.
+    #[test]
+    fn gemv_variants_agree() {
+        let mut s = 1u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for cols in [1, 8, 63, 64, 65, 129, 200, 1000] {
+            let rows: usize = 13;
+            let codes: Vec<u8> = (0..(rows * cols).div_ceil(4))
+                .map(|_| next() as u8)
+                .collect();
+            let lv = Levels {
+                values: [-1.5, -0.25, 0.5, 2.0],
+                thresholds: [0.0; 3],
+            };
+            let m = PackedMatrix::from_codes(rows, cols, &codes, &[lv]).unwrap();
+            let mut q = vec![0i8; m.gemv_i8_len()];
+            for v in &mut q[..cols] {
+                *v = (next() % 255) as i8;
+                *v = (*v).max(-127);
+            }
+            let total = q.iter().map(|&v| v as i32).sum();
+            let mut want = vec![0f32; rows];
+            portable::gemv_rows(&m, &q, total, 0.5, 0, &mut want);
+            #[cfg(target_arch = "x86_64")]
+            for isa in [Isa::Avx512Bw, Isa::Avx512Vnni] {
+                if Isa::of(Kernel::Avx512) != Isa::Avx512Vnni && isa == Isa::Avx512Vnni {
+                    continue;
+                }
+                if Isa::of(Kernel::Avx512) == Isa::Portable {
+                    continue;
+                }
+                let mut y = vec![0f32; rows];
+                // SAFETY: the ISA was detected above; `q` is padded with zeros.
+                unsafe {
+                    if isa == Isa::Avx512Vnni {
+                        x86::gemv_rows::<true>(&m, &q, total, 0.5, 0, &mut y)
+                    } else {
+                        x86::gemv_rows::<false>(&m, &q, total, 0.5, 0, &mut y)
+                    }
+                }
+                assert_eq!(y, want, "{isa:?} cols {cols}");
+            }
+        }
+    }
+}
