@@ -37,6 +37,47 @@ fn tables(norm: &Normalize, channels: usize) -> Result<Vec<[f32; 256]>, DataErro
     Ok(luts)
 }
 
+/// Which random augmentations training applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Augment {
+    /// Random crop after [`CROP_PADDING`] pixels of zero padding.
+    pub crop: bool,
+    /// Random horizontal flip.
+    pub flip: bool,
+}
+
+impl Augment {
+    /// Both (CIFAR-10's standard augmentation).
+    pub const CROP_FLIP: Augment = Augment {
+        crop: true,
+        flip: true,
+    };
+    /// None.
+    pub const NONE: Augment = Augment {
+        crop: false,
+        flip: false,
+    };
+
+    /// Whether any augmentation is on.
+    pub fn any(self) -> bool {
+        self.crop || self.flip
+    }
+
+    /// Parses `crop`, `flip`, `crop,flip` or `none`.
+    pub fn parse(s: &str) -> Option<Augment> {
+        let mut a = Augment::NONE;
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "crop" => a.crop = true,
+                "flip" => a.flip = true,
+                "none" => {}
+                _ => return None,
+            }
+        }
+        Some(a)
+    }
+}
+
 impl Dataset {
     /// Bytes (and output floats) per image: `c * h * w`.
     pub fn image_len(&self) -> usize {
@@ -61,6 +102,20 @@ impl Dataset {
         indices: &[usize],
         norm: &Normalize,
         augment: Option<&mut StdRng>,
+        out: &mut [f32],
+    ) -> Result<(), DataError> {
+        self.try_fill_batch_with(indices, norm, augment, Augment::CROP_FLIP, out)
+    }
+
+    /// [`Dataset::try_fill_batch`] with a choice of augmentations: the same random draws are
+    /// made per image whatever `aug` says (so a run's data order does not depend on it), and
+    /// a disabled crop takes the centre (no shift), a disabled flip never flips.
+    pub fn try_fill_batch_with(
+        &self,
+        indices: &[usize],
+        norm: &Normalize,
+        augment: Option<&mut StdRng>,
+        aug: Augment,
         out: &mut [f32],
     ) -> Result<(), DataError> {
         let [c, h, w] = self.shape;
@@ -106,7 +161,12 @@ impl Dataset {
                 for (src, dst) in images.zip(outs) {
                     let dy = rng.random_range(0..=2 * CROP_PADDING);
                     let dx = rng.random_range(0..=2 * CROP_PADDING);
-                    let flip = rng.random_bool(0.5);
+                    let flip = rng.random_bool(0.5) && aug.flip;
+                    let (dy, dx) = if aug.crop {
+                        (dy, dx)
+                    } else {
+                        (CROP_PADDING, CROP_PADDING)
+                    };
                     for ((src, dst), lut) in src
                         .chunks_exact(h * w)
                         .zip(dst.chunks_exact_mut(h * w))

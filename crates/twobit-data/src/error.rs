@@ -7,8 +7,8 @@ use crate::DatasetKind;
 /// Why data could not be loaded: each message says where twobit looked and how to get the data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The dataset name is not one of `mnist`, `fashion-mnist`, `cifar10`.
-    #[error("unknown dataset `{0}`: expected one of mnist, fashion-mnist, cifar10")]
+    /// The dataset name is not one of `mnist`, `fashion-mnist`, `cifar10`, `folder`.
+    #[error("unknown dataset `{0}`: expected one of mnist, fashion-mnist, cifar10, folder")]
     UnknownDataset(String),
 
     /// The data directory does not exist (or is not a directory).
@@ -162,6 +162,123 @@ pub enum DataError {
         label: u8,
         /// Number of classes.
         classes: usize,
+    },
+
+    /// [`DatasetKind::load`] was called for [`DatasetKind::Folder`], whose image shape comes
+    /// from the model: use [`crate::load_folder`].
+    #[error(
+        "the folder dataset has no fixed image shape: load it with load_folder(DIR, \
+         [channels, height, width]) for the model's input shape, not DatasetKind::load; {}",
+        DatasetKind::Folder.hint()
+    )]
+    FolderNeedsShape,
+
+    /// The folder dataset directory does not exist (or is not a directory).
+    #[error("folder dataset directory {} does not exist or is not a directory; {}", .dir.display(), DatasetKind::Folder.hint())]
+    FolderMissingDir {
+        /// Directory given.
+        dir: PathBuf,
+    },
+
+    /// The `train` or `test` subdirectory is missing.
+    #[error("folder dataset split directory {} does not exist or is not a directory; {}", .dir.display(), DatasetKind::Folder.hint())]
+    FolderMissingSplit {
+        /// The missing `DIR/train` or `DIR/test`.
+        dir: PathBuf,
+    },
+
+    /// `DIR/train` has no class subdirectories.
+    #[error("folder dataset directory {} has no class subdirectories; {}", .dir.display(), DatasetKind::Folder.hint())]
+    FolderNoClasses {
+        /// The `train` directory.
+        dir: PathBuf,
+    },
+
+    /// `DIR/train` has more class subdirectories than `u8` labels can hold.
+    #[error(
+        "folder dataset directory {} has {found} class subdirectories, at most {} are supported",
+        .dir.display(), crate::folder::MAX_CLASSES
+    )]
+    FolderTooManyClasses {
+        /// The `train` directory.
+        dir: PathBuf,
+        /// Number of class directories found.
+        found: usize,
+    },
+
+    /// A training class directory holds no image files.
+    #[error(
+        "folder dataset class directory {} holds no images (.png, .jpg or .jpeg files)",
+        .dir.display()
+    )]
+    FolderEmptyClass {
+        /// The class directory.
+        dir: PathBuf,
+    },
+
+    /// The `test` directory holds no image files at all.
+    #[error(
+        "folder dataset test directory {} holds no images (.png, .jpg or .jpeg files)",
+        .dir.display()
+    )]
+    FolderNoImages {
+        /// The `test` directory.
+        dir: PathBuf,
+    },
+
+    /// A class of `train` has no directory in `test`.
+    #[error("folder dataset class `{class}` of the training split has no test directory: {} is missing", .dir.display())]
+    FolderClassNotInTest {
+        /// Class name.
+        class: String,
+        /// The missing test class directory.
+        dir: PathBuf,
+    },
+
+    /// A class directory of `test` has no counterpart in `train`.
+    #[error("folder dataset test class `{class}` is not a training class: {} is missing", .dir.display())]
+    FolderClassNotInTrain {
+        /// Class name.
+        class: String,
+        /// The missing training class directory.
+        dir: PathBuf,
+    },
+
+    /// A directory or file of the folder dataset could not be listed or inspected.
+    #[error("cannot read folder dataset entry {}: {source}", .path.display())]
+    FolderIo {
+        /// Directory or file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+
+    /// An image file could not be read or decoded.
+    #[error("cannot decode image {}: {reason}", .path.display())]
+    FolderBadImage {
+        /// Image file.
+        path: PathBuf,
+        /// The decoder's (or the file system's) message.
+        reason: String,
+    },
+
+    /// The model's input channel count is neither 1 (luma) nor 3 (RGB).
+    #[error("folder dataset images can be loaded with 1 (grayscale) or 3 (RGB) channels, not {channels}")]
+    FolderChannels {
+        /// Channels requested.
+        channels: usize,
+    },
+
+    /// The requested image shape cannot be produced.
+    #[error(
+        "folder dataset image shape {}x{}x{} (channels x height x width) is invalid: {reason}",
+        .shape[0], .shape[1], .shape[2]
+    )]
+    FolderShape {
+        /// Shape requested: channels, height, width.
+        shape: [usize; 3],
+        /// What is wrong with it.
+        reason: &'static str,
     },
 
     /// `fill_batch`: the output buffer does not hold `indices.len()` images.

@@ -1,6 +1,35 @@
 //! Dataset loaders with no ML-framework dependency: MNIST and Fashion-MNIST (IDX, gzip or
-//! plain) and CIFAR-10 (binary version). Images are kept as `u8` CHW; batches are produced as
-//! normalised `f32` NCHW.
+//! plain), CIFAR-10 (binary version) and image-classification directories of PNG / JPEG files
+//! ([`DatasetKind::Folder`], loaded with [`load_folder`]). Images are kept as `u8` CHW;
+//! batches are produced as normalised `f32` NCHW.
+//!
+//! # Folder datasets (bring your own data)
+//!
+//! `--dataset folder --data-dir DIR` reads the torchvision `ImageFolder` layout:
+//!
+//! ```text
+//! DIR/train/<class>/*.png|*.jpg|*.jpeg   (extensions case-insensitive, subfolders allowed)
+//! DIR/test/<class>/...                   (the same class directories)
+//! ```
+//!
+//! Classes are the subdirectories of `train` sorted by name (byte order, as torchvision);
+//! label `i` is the `i`-th of them, at most [`MAX_CLASSES`]. The shape is the model's input
+//! `[channels, height, width]`: images are converted to grayscale (1 channel) or RGB (3) and
+//! resized to `height x width`, so the shape and the class list are not properties of the
+//! [`DatasetKind`] but arguments and results of [`load_folder`]:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), twobit_data::DataError> {
+//! let (splits, class_names) = twobit_data::load_folder("my-data".as_ref(), [3, 32, 32])?;
+//! let classes = class_names.len();
+//! # let _ = (splits, classes); Ok(()) }
+//! ```
+//!
+//! Decoding is done once: each split's pixels are cached in
+//! `DIR/.twobit-cache/<split>-<c>x<h>x<w>.bin` ([`cache_path`]), keyed by a fingerprint of
+//! the file list (paths, sizes, modification times), the shape and the class names. Adding,
+//! removing, replacing or touching an image rebuilds the cache on the next load; a corrupt
+//! or truncated cache is ignored and rebuilt; a read-only `DIR` just means no cache.
 //!
 //! Where data is looked for when no directory is given ([`DatasetKind::default_dir`]):
 //! if the environment variable `TWOBIT_DATA_DIR` is set, `$TWOBIT_DATA_DIR/mnist`,
@@ -12,19 +41,21 @@
 mod batch;
 pub mod cifar;
 mod error;
+mod folder;
 mod idx;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use batch::CROP_PADDING;
+pub use batch::{Augment, CROP_PADDING};
 pub use error::DataError;
+pub use folder::{cache_path, load_folder, CACHE_DIR, IMAGE_EXTENSIONS, MAX_CLASSES};
 use twobit_format::Normalize;
 
 /// Environment variable that overrides the root of the default data directories.
 pub const DATA_DIR_ENV: &str = "TWOBIT_DATA_DIR";
 
-/// A supported dataset. Names: `mnist`, `fashion-mnist`, `cifar10`.
+/// A supported dataset. Names: `mnist`, `fashion-mnist`, `cifar10`, `folder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatasetKind {
     /// MNIST digits, 28x28x1.
@@ -33,6 +64,11 @@ pub enum DatasetKind {
     FashionMnist,
     /// CIFAR-10, 32x32x3.
     Cifar10,
+    /// Your own images in the torchvision `ImageFolder` layout (see the crate docs). Its
+    /// shape and classes are not fixed: load it with [`load_folder`], which takes the
+    /// model's input shape and returns the class names. [`DatasetKind::shape`] is
+    /// `[0, 0, 0]`, [`DatasetKind::classes`] is 0 and [`DatasetKind::load`] is an error.
+    Folder,
 }
 
 /// One split: `n` images of shape `[c, h, w]` as u8, and labels.
@@ -56,11 +92,12 @@ pub struct Splits {
 }
 
 impl DatasetKind {
-    /// Every supported dataset.
+    /// Every built-in dataset: those with a fixed shape and 10 classes, loaded by
+    /// [`DatasetKind::load`]. [`DatasetKind::Folder`] is not listed.
     pub const ALL: [DatasetKind; 3] = [Self::Mnist, Self::FashionMnist, Self::Cifar10];
 
-    /// Parses a CLI name (`mnist`, `fashion-mnist`, `cifar10`; also `fashion_mnist`,
-    /// `fmnist`, `cifar-10`, case-insensitive).
+    /// Parses a CLI name (`mnist`, `fashion-mnist`, `cifar10`, `folder`; also
+    /// `fashion_mnist`, `fmnist`, `cifar-10`, `imagefolder`, case-insensitive).
     pub fn from_name(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "mnist" => Some(Self::Mnist),
@@ -68,6 +105,7 @@ impl DatasetKind {
                 Some(Self::FashionMnist)
             }
             "cifar10" | "cifar-10" | "cifar_10" => Some(Self::Cifar10),
+            "folder" | "imagefolder" | "image-folder" | "image_folder" => Some(Self::Folder),
             _ => None,
         }
     }
@@ -77,15 +115,18 @@ impl DatasetKind {
             Self::Mnist => "mnist",
             Self::FashionMnist => "fashion-mnist",
             Self::Cifar10 => "cifar10",
+            Self::Folder => "folder",
         }
     }
     /// Default directory searched when `--data-dir` is not given; see the crate docs for
-    /// the `TWOBIT_DATA_DIR` override.
+    /// the `TWOBIT_DATA_DIR` override. For [`DatasetKind::Folder`]: `./data/folder` (or
+    /// `$TWOBIT_DATA_DIR/folder`), though a folder dataset is normally given explicitly.
     pub fn default_dir(self) -> PathBuf {
         let sub = match self {
             Self::Mnist => "mnist",
             Self::FashionMnist => "fashion-mnist",
             Self::Cifar10 => "cifar-10-batches-bin",
+            Self::Folder => "folder",
         };
         match std::env::var_os(DATA_DIR_ENV) {
             Some(root) if !root.is_empty() => PathBuf::from(root).join(sub),
@@ -120,30 +161,64 @@ impl DatasetKind {
                  and test_batch.bin), or extract it under ./data, or set TWOBIT_DATA_DIR=ROOT \
                  to use ROOT/cifar-10-batches-bin"
             }
+            Self::Folder => {
+                "a folder dataset is --data-dir DIR holding DIR/train/<class>/*.png|*.jpg|*.jpeg \
+                 and DIR/test/<class>/... with the same class directories (the torchvision \
+                 ImageFolder layout)"
+            }
         }
     }
     /// Standard per-channel normalisation for inputs in [0, 1].
+    ///
+    /// [`DatasetKind::Folder`] has no standard statistics and no fixed channel count: this
+    /// returns an empty `Normalize` (which [`Dataset::try_fill_batch`] rejects); use
+    /// [`DatasetKind::normalize_for`] with the channel count, or the user's own values.
     pub fn normalize(self) -> Normalize {
         let (mean, std) = match self {
             Self::Mnist => (vec![0.1307], vec![0.3081]),
             Self::FashionMnist => (vec![0.2860], vec![0.3530]),
             Self::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616]),
+            Self::Folder => (Vec::new(), Vec::new()),
         };
         Normalize { mean, std }
     }
-    /// Image shape (channels, height, width).
+    /// [`DatasetKind::normalize`] for images of `channels` channels: the standard statistics
+    /// of a built-in dataset (`channels` is then ignored), and for [`DatasetKind::Folder`]
+    /// the identity (mean 0, std 1 on each of the `channels` channels).
+    pub fn normalize_for(self, channels: usize) -> Normalize {
+        match self {
+            Self::Folder => Normalize {
+                mean: vec![0.0; channels],
+                std: vec![1.0; channels],
+            },
+            _ => self.normalize(),
+        }
+    }
+    /// Image shape (channels, height, width); `[0, 0, 0]` for [`DatasetKind::Folder`],
+    /// whose shape is the model's (see [`load_folder`]).
     pub fn shape(self) -> [usize; 3] {
         match self {
             Self::Mnist | Self::FashionMnist => [1, 28, 28],
             Self::Cifar10 => [3, 32, 32],
+            Self::Folder => [0, 0, 0],
         }
     }
-    /// Number of classes.
+    /// Number of classes; 0 for [`DatasetKind::Folder`], whose classes are the length of
+    /// the class list [`load_folder`] returns.
     pub fn classes(self) -> usize {
-        10
+        match self {
+            Self::Folder => 0,
+            _ => 10,
+        }
     }
     /// Loads both splits from `dir` (or [`DatasetKind::default_dir`]).
+    ///
+    /// # Errors
+    /// [`DataError::FolderNeedsShape`] for [`DatasetKind::Folder`]: use [`load_folder`].
     pub fn load(self, dir: Option<&Path>) -> Result<Splits, DataError> {
+        if self == Self::Folder {
+            return Err(DataError::FolderNeedsShape);
+        }
         let dir = dir.map_or_else(|| self.default_dir(), Path::to_path_buf);
         // Errors should show the full path, also for the relative defaults.
         let dir = std::path::absolute(&dir).unwrap_or(dir);
@@ -159,6 +234,7 @@ impl DatasetKind {
                 train: cifar::load_files(&dir, &cifar::TRAIN_FILES)?,
                 test: cifar::load_files(&dir, &[cifar::TEST_FILE])?,
             }),
+            Self::Folder => Err(DataError::FolderNeedsShape),
         }
     }
 }
@@ -188,6 +264,7 @@ impl Dataset {
     /// Writes the images `indices` into `out` as normalised f32 NCHW
     /// (`out.len() == indices.len() * c * h * w`), optionally with CIFAR augmentation
     /// (random crop after 4-pixel zero padding, random horizontal flip) drawn from `rng`.
+    /// The augmentation works at any image size (the padding stays [`CROP_PADDING`] pixels).
     ///
     /// # Panics
     /// On a wrong `out` length, an index past the end, or a `norm` without one finite

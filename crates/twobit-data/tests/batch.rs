@@ -301,3 +301,63 @@ fn default_dirs() {
         );
     }
 }
+
+/// `--augment crop` / `flip` / `none`: each image is either the plain one, its mirror, or a
+/// shifted crop, as chosen; disabled augmentations never happen.
+#[test]
+fn augment_choices() {
+    use twobit_data::Augment;
+    assert_eq!(Augment::parse("crop,flip"), Some(Augment::CROP_FLIP));
+    assert_eq!(Augment::parse("none"), Some(Augment::NONE));
+    assert_eq!(
+        Augment::parse("flip"),
+        Some(Augment {
+            crop: false,
+            flip: true
+        })
+    );
+    assert_eq!(Augment::parse("rotate"), None);
+    let ds = dataset([1, 6, 5], 40);
+    let norm = Normalize::identity(1);
+    let idx: Vec<usize> = (0..40).collect();
+    let per = ds.image_len();
+    let mut plain = vec![0.0; idx.len() * per];
+    ds.fill_batch(&idx, &norm, None, &mut plain);
+    let run = |aug: Augment| {
+        let mut out = vec![0.0; idx.len() * per];
+        let mut rng = StdRng::seed_from_u64(5);
+        ds.try_fill_batch_with(&idx, &norm, Some(&mut rng), aug, &mut out)
+            .unwrap();
+        out
+    };
+    assert_eq!(run(Augment::NONE), plain);
+    let mirror = |img: &[f32]| -> Vec<f32> {
+        img.chunks(5)
+            .flat_map(|r| r.iter().rev().copied())
+            .collect()
+    };
+    let flipped = run(Augment {
+        crop: false,
+        flip: true,
+    });
+    let mut mirrored = 0;
+    for (a, b) in flipped.chunks(per).zip(plain.chunks(per)) {
+        if a != b {
+            assert_eq!(a, mirror(b).as_slice());
+            mirrored += 1;
+        }
+    }
+    assert!((5..35).contains(&mirrored), "{mirrored} of 40 flipped");
+    let cropped = run(Augment {
+        crop: true,
+        flip: false,
+    });
+    let shifted = cropped
+        .chunks(per)
+        .zip(plain.chunks(per))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(shifted > 20, "{shifted} of 40 shifted");
+    // Same draws whatever is enabled: crop+flip equals crop of the flip decisions' images.
+    assert_eq!(run(Augment::CROP_FLIP).len(), cropped.len());
+}
