@@ -26,8 +26,12 @@
 //! provable bounds and refine only where an optimal split can lie (see `fast.rs`), which
 //! keeps them within a small factor of TWN's cost (`cargo run --release -p twobit-quant
 //! --example ratios`).
+//!
+//! [`calibrate`] fits codes and levels to a layer's *output* error instead, given the Gram
+//! matrix of its inputs from calibration data (GPTQ-style codes, exactly refitted levels).
 #![deny(missing_docs)]
 
+pub mod calibrate;
 mod error;
 mod exact;
 mod fast;
@@ -37,6 +41,7 @@ mod scheme;
 mod schemes;
 mod solve;
 
+pub use calibrate::{quantize_calibrated, CalibOptions, CalibReport, Gram};
 pub use error::QuantError;
 pub use levels::Levels;
 pub use metrics::{rel_error, sparsity};
