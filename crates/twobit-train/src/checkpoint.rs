@@ -53,6 +53,17 @@ impl CheckpointMeta {
             format!("seed={}", cfg.seed),
             format!("train_limit={:?}", cfg.train_limit),
         ];
+        // Added only when set, so checkpoints of runs without them still resume.
+        let mut settings = settings;
+        if !cfg.keep.is_empty() {
+            settings.push(format!("keep={:?}", cfg.keep));
+        }
+        if let Some(n) = &cfg.normalize {
+            settings.push(format!("normalize={:?}/{:?}", n.mean, n.std));
+        }
+        if let Some(a) = &cfg.augment {
+            settings.push(format!("augment=crop:{},flip:{}", a.crop, a.flip));
+        }
         CheckpointMeta {
             settings,
             epochs_done: 0,
@@ -64,6 +75,19 @@ impl CheckpointMeta {
 
     /// Errors unless `self` (read) was written by a run with the same settings as `now`.
     pub fn check_compatible(&self, now: &CheckpointMeta, path: &Path) -> Result<(), TrainError> {
+        // Every network now trains as a graph, with its fingerprint in the settings. Only the
+        // built-in models' former modules wrote none, and their records name those modules'
+        // fields (`conv1`, `blocks.0.bn1`, ...), not a graph's layer lists: they cannot load.
+        let graph = |m: &CheckpointMeta| m.settings.iter().any(|s| s.starts_with("arch="));
+        if graph(now) && !graph(self) {
+            return Err(TrainError::Checkpoint {
+                path: path.display().to_string(),
+                reason: "written by the built-in model modules of an earlier version, whose \
+                         weights do not load into the built-in graphs this version trains: \
+                         start the run again without --resume"
+                    .into(),
+            });
+        }
         for (a, b) in self.settings.iter().zip(&now.settings) {
             if a != b {
                 return Err(TrainError::Checkpoint {
@@ -130,7 +154,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, TrainError> {
 }
 
 impl Checkpoint {
-    /// Writes a checkpoint atomically (temporary file in the same directory, then rename).
+    /// Writes a checkpoint atomically (temporary file in the target's directory, then rename).
     pub fn write<M: Module>(
         path: &Path,
         meta: &CheckpointMeta,
@@ -156,10 +180,13 @@ impl Checkpoint {
             path: path.display().to_string(),
             source,
         };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, &out).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        // The output policy every twobit writer shares (a symlink's target is written, a
+        // non-regular file refused); its temporary file is removed on any failure, where a
+        // full disk used to leave `FILE.ckpt.tmp` behind.
+        twobit_format::write_atomic(path, &out).map_err(|e| match e {
+            twobit_format::FormatError::Io { source, .. } => io(source),
+            other => corrupt(path, other.to_string()),
+        })
     }
 
     /// Restores the float weights (and parameter ids, which the optimizer state refers to).

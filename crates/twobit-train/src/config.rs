@@ -1,8 +1,10 @@
 //! Training configuration and the names accepted on the command line.
 use crate::TrainError;
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use twobit_format::Normalize;
 use twobit_quant::{Granularity, Scheme};
 
 /// A network architecture.
@@ -16,6 +18,8 @@ pub enum ModelKind {
     Vgg7,
     /// He et al.'s CIFAR ResNet-20 with option-A shortcuts.
     Resnet20,
+    /// Any network graph from a file (see [`crate::train_graph`]).
+    Graph,
 }
 
 impl ModelKind {
@@ -26,6 +30,7 @@ impl ModelKind {
             ModelKind::Lenet5 => "lenet5",
             ModelKind::Vgg7 => "vgg7",
             ModelKind::Resnet20 => "resnet20",
+            ModelKind::Graph => "graph",
         }
     }
 }
@@ -38,6 +43,7 @@ impl FromStr for ModelKind {
             "lenet5" => Ok(ModelKind::Lenet5),
             "vgg7" => Ok(ModelKind::Vgg7),
             "resnet20" => Ok(ModelKind::Resnet20),
+            "graph" => Ok(ModelKind::Graph),
             _ => Err(TrainError::UnknownModel(s.to_string())),
         }
     }
@@ -175,6 +181,14 @@ pub struct TrainConfig {
     pub train_limit: Option<usize>,
     /// Evaluate on the first `n` test images only.
     pub test_limit: Option<usize>,
+    /// Weight tensors whose name matches one of these regular expressions stay float.
+    pub keep: Vec<String>,
+    /// Input normalisation instead of the dataset's (`--mean/--std`, or an imported
+    /// file's); it is also written into the trained file.
+    pub normalize: Option<Normalize>,
+    /// Random augmentation of training images; `None`: the dataset's default (crop and
+    /// flip for CIFAR-10, none otherwise).
+    pub augment: Option<twobit_data::Augment>,
 }
 
 impl TrainConfig {
@@ -194,6 +208,9 @@ impl TrainConfig {
             seed: 1,
             train_limit: None,
             test_limit: None,
+            keep: Vec::new(),
+            normalize: None,
+            augment: None,
         }
     }
 
@@ -224,6 +241,26 @@ impl TrainConfig {
         if self.train_limit == Some(0) {
             return bad("--train-limit must be at least 1");
         }
+        self.keep_regexes()?;
+        if let Some(n) = &self.normalize {
+            let ok = !n.mean.is_empty()
+                && n.mean.len() == n.std.len()
+                && n.mean.iter().all(|m| m.is_finite())
+                && n.std.iter().all(|s| s.is_finite() && *s > 0.0);
+            if !ok {
+                return bad("--mean/--std need one finite mean and positive std per channel");
+            }
+        }
         Ok(())
+    }
+
+    /// The compiled `keep` expressions.
+    pub fn keep_regexes(&self) -> Result<Vec<Regex>, TrainError> {
+        self.keep
+            .iter()
+            .map(|k| {
+                Regex::new(k).map_err(|e| TrainError::InvalidConfig(format!("--keep {k}: {e}")))
+            })
+            .collect()
     }
 }

@@ -3,7 +3,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use twobit_data::Dataset;
+use twobit_data::{Augment, Dataset};
 use twobit_format::Normalize;
 
 /// The RNG of one epoch, derived from the run's seed and the epoch number, so a resumed run
@@ -38,7 +38,8 @@ impl Batcher {
         }
     }
 
-    /// Images `[n, c, h, w]` and labels `[n]` of `indices`.
+    /// Images `[n, c, h, w]` and labels `[n]` of `indices`; with `augment`, crop and flip
+    /// drawn from it (see [`Batcher::batch_with`]).
     pub fn batch(
         &mut self,
         data: &Dataset,
@@ -46,10 +47,36 @@ impl Batcher {
         augment: Option<&mut StdRng>,
         device: &Device,
     ) -> (Tensor<4>, Tensor<1, Int>, Vec<u8>) {
+        match augment {
+            Some(rng) => self.batch_with(data, indices, Augment::CROP_FLIP, rng, device),
+            None => self.batch_with(
+                data,
+                indices,
+                Augment::NONE,
+                &mut StdRng::seed_from_u64(0),
+                device,
+            ),
+        }
+    }
+
+    /// Images `[n, c, h, w]` and labels `[n]` of `indices`, with the augmentations `aug`
+    /// drawn from `rng` (untouched when `aug` has none).
+    pub fn batch_with(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        aug: Augment,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>, Vec<u8>) {
         let [c, h, w] = data.shape;
         let len = indices.len() * c * h * w;
         self.buf.resize(len, 0.0);
-        data.fill_batch(indices, &self.norm, augment, &mut self.buf);
+        let rng = aug.any().then_some(rng);
+        if let Err(e) = data.try_fill_batch_with(indices, &self.norm, rng, aug, &mut self.buf) {
+            // The trainer builds indices and buffers itself: an error here is a bug.
+            panic!("batch: {e}");
+        }
         // The buffer moves into the tensor (no copy); it is re-allocated next batch.
         let x = Tensor::from_data(
             TensorData::new(std::mem::take(&mut self.buf), [indices.len(), c, h, w]),

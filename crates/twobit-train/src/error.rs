@@ -4,7 +4,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum TrainError {
     /// An unknown model name.
-    #[error("unknown model '{0}' (expected one of: mlp, lenet5, vgg7, resnet20)")]
+    #[error("unknown model '{0}' (expected one of: mlp, lenet5, vgg7, resnet20, graph)")]
     UnknownModel(String),
     /// An unknown scheme name.
     #[error("unknown scheme '{0}' (expected one of: fp, twn, atn, ttq, tern, quat, quat-free)")]

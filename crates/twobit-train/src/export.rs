@@ -23,7 +23,10 @@ pub fn to_file_model<M: QatModel>(
     provenance: BTreeMap<String, String>,
 ) -> Model {
     let mut tensors = BTreeMap::new();
-    for (name, layer) in model.weight_layers() {
+    // The names come from the model, so the file's tensors are exactly those its
+    // architecture references (a graph's names are whatever the imported file used).
+    let names = model.weight_tensor_names();
+    for ((_, layer), (wname, bname)) in model.weight_layers().into_iter().zip(names) {
         let weight = match eval.quantized.get(layer.slot()).and_then(Option::as_ref) {
             Some(q) => FileTensor::Packed(PackedTensor::from_quantized(q)),
             None => match &layer {
@@ -32,20 +35,19 @@ pub fn to_file_model<M: QatModel>(
                 WeightLayer::Conv(c) => float(c.weight.val()),
             },
         };
-        tensors.insert(format!("{name}.weight"), weight);
-        if let Some(b) = layer.bias() {
-            tensors.insert(format!("{name}.bias"), float(b.val()));
+        tensors.insert(wname, weight);
+        if let (Some(b), Some(bname)) = (layer.bias(), bname) {
+            tensors.insert(bname, float(b.val()));
         }
     }
-    for (name, bn) in model.batch_norms() {
-        tensors.insert(format!("{name}.weight"), float(bn.gamma.val()));
-        tensors.insert(format!("{name}.bias"), float(bn.beta.val()));
-        tensors.insert(
-            format!("{name}.running_mean"),
-            float(bn.running_mean.value()),
-        );
-        tensors.insert(format!("{name}.running_var"), float(bn.running_var.value()));
+    let bn_names = model.batch_norm_tensor_names();
+    for ((_, bn), [g, b, m, v]) in model.batch_norms().into_iter().zip(bn_names) {
+        tensors.insert(g, float(bn.gamma.val()));
+        tensors.insert(b, float(bn.beta.val()));
+        tensors.insert(m, float(bn.running_mean.value()));
+        tensors.insert(v, float(bn.running_var.value()));
     }
+    tensors.extend(model.constant_tensors());
     Model {
         tensors,
         arch: Some(model.arch(classes, normalize)),
@@ -58,10 +60,11 @@ pub fn to_file_model<M: QatModel>(
 /// `twobit inspect --plot` draw each layer's weight histogram under its levels and thresholds.
 pub fn latent_weights<M: QatModel>(model: &M, eval: &EvalWeights) -> Model {
     let mut tensors = BTreeMap::new();
-    for (name, layer) in model.weight_layers() {
+    let names = model.weight_tensor_names();
+    for ((_, layer), (wname, _)) in model.weight_layers().into_iter().zip(names) {
         if matches!(eval.quantized.get(layer.slot()), Some(Some(_))) {
             tensors.insert(
-                format!("{name}.weight"),
+                wname,
                 FileTensor::Float(FloatTensor::from_f32(layer.shape(), &layer.weight_values())),
             );
         }
@@ -94,7 +97,7 @@ pub struct LoadError {
     pub reason: String,
 }
 
-fn values(file: &Model, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+pub(crate) fn values(file: &Model, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
     let err = |reason: String| LoadError {
         name: name.to_string(),
         reason,
@@ -128,43 +131,34 @@ pub fn load_file_weights<M: QatModel>(
     file: &Model,
     device: &Device,
 ) -> Result<M, LoadError> {
-    let names: Vec<String> = model.weight_layers().into_iter().map(|(n, _)| n).collect();
-    for (name, layer) in names.iter().zip(model.weight_layers_mut()) {
+    let names = model.weight_tensor_names();
+    for ((wname, bname), layer) in names.iter().zip(model.weight_layers_mut()) {
+        let bname = bname.as_deref().unwrap_or_default();
         match layer {
             WeightLayerMut::Linear(l) => {
-                let w = tensor(file, &format!("{name}.weight"), l.weight.val(), device)?;
+                let w = tensor(file, wname, l.weight.val(), device)?;
                 l.weight = Param::from_tensor(w);
                 if let Some(b) = &l.bias {
-                    let b = tensor(file, &format!("{name}.bias"), b.val(), device)?;
+                    let b = tensor(file, bname, b.val(), device)?;
                     l.bias = Some(Param::from_tensor(b));
                 }
             }
             WeightLayerMut::Conv(c) => {
-                let w = tensor(file, &format!("{name}.weight"), c.weight.val(), device)?;
+                let w = tensor(file, wname, c.weight.val(), device)?;
                 c.weight = Param::from_tensor(w);
                 if let Some(b) = &c.bias {
-                    let b = tensor(file, &format!("{name}.bias"), b.val(), device)?;
+                    let b = tensor(file, bname, b.val(), device)?;
                     c.bias = Some(Param::from_tensor(b));
                 }
             }
         }
     }
-    let bn_names: Vec<String> = model.batch_norms().into_iter().map(|(n, _)| n).collect();
-    for (name, bn) in bn_names.iter().zip(model.batch_norms_mut()) {
-        let g = tensor(file, &format!("{name}.weight"), bn.gamma.val(), device)?;
-        let b = tensor(file, &format!("{name}.bias"), bn.beta.val(), device)?;
-        let m = tensor(
-            file,
-            &format!("{name}.running_mean"),
-            bn.running_mean.value(),
-            device,
-        )?;
-        let v = tensor(
-            file,
-            &format!("{name}.running_var"),
-            bn.running_var.value(),
-            device,
-        )?;
+    let bn_names = model.batch_norm_tensor_names();
+    for ([gn, bn_, mn, vn], bn) in bn_names.iter().zip(model.batch_norms_mut()) {
+        let g = tensor(file, gn, bn.gamma.val(), device)?;
+        let b = tensor(file, bn_, bn.beta.val(), device)?;
+        let m = tensor(file, mn, bn.running_mean.value(), device)?;
+        let v = tensor(file, vn, bn.running_var.value(), device)?;
         bn.gamma = Param::from_tensor(g);
         bn.beta = Param::from_tensor(b);
         bn.running_mean = RunningState::new(m);

@@ -5,12 +5,14 @@ use crate::qat::ForwardWeights;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::module::linear;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Deterministic parameter initialisation (PyTorch's defaults) from a seeded RNG, so a run is
-/// repeatable independently of burn's global random state.
+/// repeatable independently of burn's global random state. The built-in networks' graphs
+/// ([`crate::models::builtin`]) draw their initial weights the same way, layer by layer.
 pub struct Init {
     rng: StdRng,
     device: Device,
@@ -32,7 +34,7 @@ impl Init {
         &self.device
     }
 
-    fn uniform<const D: usize>(&mut self, shape: [usize; D], bound: f32) -> Tensor<D> {
+    pub(crate) fn uniform<const D: usize>(&mut self, shape: [usize; D], bound: f32) -> Tensor<D> {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n)
             .map(|_| self.rng.random_range(-bound..bound))
@@ -40,7 +42,7 @@ impl Init {
         Tensor::from_data(TensorData::new(v, shape), &self.device)
     }
 
-    fn slot(&mut self) -> usize {
+    pub(crate) fn slot(&mut self) -> usize {
         self.next_slot += 1;
         self.next_slot - 1
     }
@@ -72,8 +74,10 @@ impl Init {
             weight: Param::from_tensor(self.uniform([c_out, c_in, k, k], bound)),
             bias: bias.then(|| Param::from_tensor(self.uniform([c_out], bound))),
             ttq: None,
-            stride,
-            padding,
+            stride: [stride; 2],
+            pads: [padding; 4],
+            dilation: [1, 1],
+            groups: 1,
             slot: self.slot(),
         }
     }
@@ -118,37 +122,59 @@ impl QLinear {
     }
 }
 
-/// A square 2-D convolution whose weight may be quantized.
+/// A 2-D convolution (ONNX semantics) whose weight may be quantized.
 #[derive(Module, Debug)]
 pub struct QConv2d {
-    /// Weight `[out, in, k, k]`.
+    /// Weight `[out, in/groups, kh, kw]`.
     pub weight: Param<Tensor<4>>,
     /// Bias `[out]`.
     pub bias: Option<Param<Tensor<1>>>,
     /// TTQ scales, when training with `ttq` and this layer is quantized.
     pub ttq: Option<TtqScales>,
-    /// Stride (both axes).
+    /// Strides (h, w).
     #[module(skip)]
-    pub stride: usize,
-    /// Zero padding (both axes).
+    pub stride: [usize; 2],
+    /// Zero padding (top, left, bottom, right), ONNX order.
     #[module(skip)]
-    pub padding: usize,
+    pub pads: [usize; 4],
+    /// Dilations (h, w).
+    #[module(skip)]
+    pub dilation: [usize; 2],
+    /// Groups (1: dense; input channels: depthwise).
+    #[module(skip)]
+    pub groups: usize,
     /// Index of this layer among the model's weight layers.
     #[module(skip)]
     pub slot: usize,
 }
 
 impl QConv2d {
+    /// Whether the fast path applies: square kernel, one stride and one padding for both
+    /// axes, no dilation, no groups (the built-in networks' convolutions).
+    pub fn is_plain(&self) -> bool {
+        let d = self.weight.val().dims();
+        d[2] == d[3]
+            && self.stride[0] == self.stride[1]
+            && self.pads.iter().all(|&p| p == self.pads[0])
+            && self.dilation == [1, 1]
+            && self.groups == 1
+    }
+
     /// The convolution with the prepared forward weight.
     pub fn forward(&self, x: Tensor<4>, fw: &ForwardWeights) -> Tensor<4> {
         let w = fw.rank4(self.slot).unwrap_or_else(|| self.weight.val());
-        crate::fast::conv2d(
-            x,
-            w,
-            self.bias.as_ref().map(|b| b.val()),
+        let bias = self.bias.as_ref().map(|b| b.val());
+        if self.is_plain() {
+            return crate::fast::conv2d(x, w, bias, self.stride[0], self.pads[0]);
+        }
+        let [t, l, b, r] = self.pads;
+        let options = ConvOptions::new_with_padding(
             self.stride,
-            self.padding,
-        )
+            [(t, b), (l, r)],
+            self.dilation,
+            self.groups,
+        );
+        burn::tensor::module::conv2d(x, w, bias, options)
     }
 }
 

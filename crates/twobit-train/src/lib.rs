@@ -14,6 +14,7 @@ pub mod data;
 mod error;
 pub mod export;
 pub mod fast;
+pub mod graph_net;
 pub mod layers;
 pub mod models;
 pub mod qat;
@@ -22,6 +23,7 @@ pub mod trainer;
 
 pub use config::{ModelKind, OptimizerKind, ScheduleKind, TrainConfig, WeightScheme};
 pub use error::TrainError;
+pub use graph_net::{train_graph, GraphInit, GraphNet};
 pub use trainer::{
     train, EpochLog, NoProgress, Progress, RunOptions, TrainData, TrainOutcome, Trained, Trainer,
 };

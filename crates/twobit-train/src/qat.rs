@@ -156,6 +156,34 @@ impl QatPlan {
         }
     }
 
+    /// The plan of a model: its [`QatModel::float_by_default`] layers (first, last, and a
+    /// graph's depthwise convolutions) stay float unless `quantize_all`; weight tensors whose
+    /// name matches a `keep` expression always stay float.
+    pub fn for_model<M: QatModel>(
+        scheme: WeightScheme,
+        granularity: Granularity,
+        quantize_all: bool,
+        keep: &[regex::Regex],
+        model: &M,
+    ) -> Self {
+        let float = model.float_by_default();
+        let quantized = model
+            .weight_tensor_names()
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                scheme != WeightScheme::Fp
+                    && (quantize_all || !float.get(i).copied().unwrap_or(false))
+                    && !keep.iter().any(|r| r.is_match(name))
+            })
+            .collect();
+        QatPlan {
+            scheme,
+            granularity,
+            quantized,
+        }
+    }
+
     /// Whether slot `i` is quantized.
     pub fn is_quantized(&self, slot: usize) -> bool {
         self.quantized.get(slot).copied().unwrap_or(false)

@@ -4,8 +4,8 @@ use crate::checkpoint::{self, Checkpoint, CheckpointMeta};
 use crate::config::{ModelKind, OptimizerKind, TrainConfig};
 use crate::data::{epoch_order, epoch_rng, Batcher};
 use crate::export::{latent_weights, to_file_model};
-use crate::layers::Init;
-use crate::models::{Lenet5, Mlp, QatModel, Resnet20, Vgg7};
+use crate::graph_net::GraphNet;
+use crate::models::QatModel;
 use crate::qat::{EvalWeights, ForwardWeights, QatPlan, QatState};
 use crate::schedule::learning_rate;
 use crate::TrainError;
@@ -106,9 +106,24 @@ pub struct TrainData {
     pub kind: DatasetKind,
     /// Train and test splits.
     pub splits: Splits,
+    /// Number of classes (the network's outputs); [`DatasetKind::classes`] for the built-in
+    /// datasets, the class directories of a folder dataset.
+    pub classes: usize,
 }
 
-/// Trains `config.model` on `data`; see [`Trainer::run`].
+impl TrainData {
+    /// A built-in dataset's splits, with its class count.
+    pub fn new(kind: DatasetKind, splits: Splits) -> Self {
+        TrainData {
+            kind,
+            splits,
+            classes: kind.classes(),
+        }
+    }
+}
+
+/// Trains the built-in network `config.model` on `data` (its graph, see
+/// [`crate::models::builtin`], as a [`GraphNet`]); see [`Trainer::run`].
 pub fn train(
     config: &TrainConfig,
     data: &TrainData,
@@ -116,27 +131,16 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, TrainError> {
     let t = Trainer::new(config, data)?;
-    let classes = data.kind.classes();
+    if config.model == ModelKind::Graph {
+        return Err(TrainError::InvalidConfig(
+            "model graph trains a network from a file: use train_graph".into(),
+        ));
+    }
+    // The built-in network's graph (input shape and classes from the data), trained as any
+    // graph is.
     let input = data.splits.train.shape;
-    let mut init = Init::new(config.seed, &t.device);
-    Ok(match config.model {
-        ModelKind::Mlp => {
-            t.run(Mlp::new(&mut init, input, classes), opts, progress)?
-                .outcome
-        }
-        ModelKind::Lenet5 => {
-            t.run(Lenet5::new(&mut init, input, classes)?, opts, progress)?
-                .outcome
-        }
-        ModelKind::Vgg7 => {
-            t.run(Vgg7::new(&mut init, input, classes)?, opts, progress)?
-                .outcome
-        }
-        ModelKind::Resnet20 => {
-            t.run(Resnet20::new(&mut init, input, classes)?, opts, progress)?
-                .outcome
-        }
-    })
+    let net = GraphNet::builtin(config.model, input, data.classes, config.seed, &t.device)?;
+    Ok(t.run(net, opts, progress)?.outcome)
 }
 
 /// Runs training for one configuration and dataset.
@@ -182,8 +186,20 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    fn meta(&self) -> CheckpointMeta {
-        CheckpointMeta::of(self.config, self.data.kind)
+    fn meta<M: QatModel>(&self, model: &M) -> CheckpointMeta {
+        let mut meta = CheckpointMeta::of(self.config, self.data.kind);
+        if let Some(f) = model.fingerprint() {
+            meta.settings.push(format!("arch={f}"));
+        }
+        meta
+    }
+
+    /// The input normalisation: the configured override, else the dataset's.
+    pub fn normalize(&self) -> twobit_format::Normalize {
+        self.config
+            .normalize
+            .clone()
+            .unwrap_or_else(|| self.data.kind.normalize())
     }
 
     /// Trains `model` (freshly initialised on [`Trainer::device`]): QAT steps, an evaluation
@@ -208,13 +224,16 @@ impl<'a> Trainer<'a> {
         let splits = &self.data.splits;
         let train = &splits.train;
         let test = &splits.test;
-        let norm = self.data.kind.normalize();
-        let plan = QatPlan::new(
-            cfg.scheme,
-            cfg.granularity,
-            cfg.quantize_all,
-            model.weight_layers().len(),
-        );
+        let norm = self.normalize();
+        if norm.mean.len() != train.shape[0] {
+            return Err(TrainError::InvalidConfig(format!(
+                "normalisation has {} channels, the images {}",
+                norm.mean.len(),
+                train.shape[0]
+            )));
+        }
+        let keep = cfg.keep_regexes()?;
+        let plan = QatPlan::for_model(cfg.scheme, cfg.granularity, cfg.quantize_all, &keep, &model);
         plan.init_ttq(&mut model, &self.device);
         let mut optim = self.optimizer();
         let mut logs: Vec<EpochLog> = Vec::new();
@@ -227,7 +246,7 @@ impl<'a> Trainer<'a> {
                 TrainError::InvalidConfig("--resume needs a checkpoint path".into())
             })?;
             let ck = checkpoint::read(path)?;
-            ck.meta.check_compatible(&self.meta(), path)?;
+            ck.meta.check_compatible(&self.meta(&model), path)?;
             model = ck.load_model(model, path)?;
             optim = ck.load_optimizer(optim, path)?;
             start_epoch = ck.meta.epochs_done;
@@ -238,7 +257,13 @@ impl<'a> Trainer<'a> {
 
         let n_train = cfg.train_limit.map_or(train.len(), |l| l.min(train.len()));
         let batches = n_train.div_ceil(cfg.batch_size);
-        let augment = self.data.kind == DatasetKind::Cifar10;
+        let augment = cfg
+            .augment
+            .unwrap_or(if self.data.kind == DatasetKind::Cifar10 {
+                twobit_data::Augment::CROP_FLIP
+            } else {
+                twobit_data::Augment::NONE
+            });
         let mut batcher = Batcher::new(norm.clone());
         let mut last_eval: Option<(M, EvalWeights, f64)> = None;
 
@@ -269,7 +294,7 @@ impl<'a> Trainer<'a> {
                 }
                 let t0 = Instant::now();
                 let (x, y, labels) =
-                    batcher.batch(train, idx, augment.then_some(&mut aug_rng), &self.device);
+                    batcher.batch_with(train, idx, augment, &mut aug_rng, &self.device);
                 let t1 = Instant::now();
                 let fw = plan.train_weights(&model, &mut qat_state)?;
                 let t2 = Instant::now();
@@ -340,7 +365,7 @@ impl<'a> Trainer<'a> {
             }
             logs.push(log);
             if let Some(path) = &opts.checkpoint {
-                let mut meta = self.meta();
+                let mut meta = self.meta(&model);
                 meta.epochs_done = epoch + 1;
                 meta.logs = logs.clone();
                 meta.train_seconds = train_seconds;
@@ -379,7 +404,7 @@ impl<'a> Trainer<'a> {
         provenance.insert("seed".into(), cfg.seed.to_string());
         provenance.insert("test_accuracy".into(), format!("{test_accuracy:.6}"));
         let latent = latent_weights(&valid, &eval);
-        let file = to_file_model(&valid, &eval, self.data.kind.classes(), norm, provenance);
+        let file = to_file_model(&valid, &eval, self.data.classes, norm, provenance);
         Ok(Trained {
             model: valid,
             eval,

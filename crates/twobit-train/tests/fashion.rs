@@ -15,7 +15,7 @@ fn mlp_quat_learns_fashion_mnist_and_the_file_round_trips() {
         panic!("Fashion-MNIST is required for this test and could not be loaded: {e}")
     });
     splits.test.truncate(2000);
-    let data = TrainData { kind, splits };
+    let data = TrainData::new(kind, splits);
     let mut cfg = TrainConfig::new(ModelKind::Mlp, WeightScheme::Quant(Scheme::Quat));
     cfg.epochs = 1;
     cfg.train_limit = Some(6000);

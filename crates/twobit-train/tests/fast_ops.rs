@@ -32,7 +32,7 @@ fn close_vec(name: &str, gd: Vec<usize>, wd: Vec<usize>, g: Vec<f32>, w: Vec<f32
 }
 
 /// [N, C, H, W, O, k, stride, padding]
-const CONVS: [[usize; 8]; 9] = [
+const CONVS: [[usize; 8]; 10] = [
     [3, 1, 28, 28, 20, 5, 1, 0],  // LeNet-5 conv1
     [5, 20, 12, 12, 50, 5, 1, 0], // LeNet-5 conv2, 5 images in 8 chunks
     [2, 3, 9, 7, 4, 3, 1, 1],     // padded, non-square image
@@ -42,6 +42,7 @@ const CONVS: [[usize; 8]; 9] = [
     [40, 64, 32, 32, 8, 3, 1, 1], // a VGG-sized image
     [2, 2, 1, 1, 3, 5, 1, 2],     // kernel wider than the image, padding reaches over it
     [1, 1, 3, 4, 2, 3, 3, 2],     // stride 3 with padding 2
+    [40, 3, 6, 6, 5, 3, 1, 1],    // small images: GEMMs over 2 images, ragged last group
 ];
 
 #[test]

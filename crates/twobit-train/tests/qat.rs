@@ -6,12 +6,12 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use twobit_format::{Arch, Layer, Tensor as FileTensor};
+use twobit_format::{Arch, Tensor as FileTensor};
 use twobit_quant::{Granularity, Scheme};
-use twobit_train::layers::{tensor_values, Init, TtqScales};
-use twobit_train::models::{Lenet5, Mlp, QatModel, Resnet20, Vgg7};
+use twobit_train::layers::{tensor_values, TtqScales};
+use twobit_train::models::QatModel;
 use twobit_train::qat::{ste_forward, ttq_forward, QatPlan, QatState};
-use twobit_train::WeightScheme;
+use twobit_train::{GraphNet, ModelKind, WeightScheme};
 
 fn device() -> Device {
     twobit_train::default_device().autodiff()
@@ -63,7 +63,7 @@ fn ste_forward_equals_fake_quantize_bit_for_bit_and_passes_gradient_through() {
 #[test]
 fn qat_state_round_trips_through_bits_and_is_used_after_training_batches() {
     let dev = device();
-    let m = Mlp::new(&mut Init::new(1, &dev), [1, 28, 28], 10);
+    let m = GraphNet::builtin(ModelKind::Mlp, [1, 28, 28], 10, 1, &dev).unwrap();
     for (scheme, gran) in [
         (Scheme::Quat, Granularity::Channel),
         (Scheme::Tern, Granularity::Tensor), // ternary tables hold an infinite threshold
@@ -193,97 +193,37 @@ fn ttq_gradients_match_hand_rule() {
     }
 }
 
-/// Propagates shapes through an architecture, checking every tensor it names exists in
-/// `file` with a shape that fits. Returns the logits width.
+/// Infers the graph's shapes against the file's tensors (every tensor a node names must exist
+/// with a shape that fits), and checks every file tensor is referenced exactly once. Returns
+/// the logits width.
 fn check_arch(arch: &Arch, file: &twobit_format::Model) -> usize {
-    fn shape_of(file: &twobit_format::Model, name: &str) -> Vec<usize> {
-        match file.tensors.get(name) {
-            Some(FileTensor::Packed(p)) => p.shape.clone(),
-            Some(FileTensor::Float(f)) => f.shape.clone(),
-            None => panic!("arch names {name}, absent from the file"),
-        }
-    }
-    fn walk(
-        layers: &[Layer],
-        mut s: Vec<usize>,
-        file: &twobit_format::Model,
-        used: &mut Vec<String>,
-    ) -> Vec<usize> {
-        for l in layers {
-            s = match l {
-                Layer::Conv2d {
-                    weight,
-                    bias,
-                    stride,
-                    padding,
-                } => {
-                    let w = shape_of(file, weight);
-                    assert_eq!(w[1], s[0], "{weight}: input channels");
-                    used.push(weight.clone());
-                    if let Some(b) = bias {
-                        assert_eq!(shape_of(file, b), vec![w[0]]);
-                        used.push(b.clone());
-                    }
-                    let out = |x: usize| (x + 2 * padding - w[2]) / stride + 1;
-                    vec![w[0], out(s[1]), out(s[2])]
-                }
-                Layer::Linear { weight, bias } => {
-                    let w = shape_of(file, weight);
-                    assert_eq!(vec![w[1]], s, "{weight}: input features");
-                    used.push(weight.clone());
-                    if let Some(b) = bias {
-                        assert_eq!(shape_of(file, b), vec![w[0]]);
-                        used.push(b.clone());
-                    }
-                    vec![w[0]]
-                }
-                Layer::BatchNorm {
-                    weight,
-                    bias,
-                    running_mean,
-                    running_var,
-                    ..
-                } => {
-                    for n in [weight, bias, running_mean, running_var] {
-                        assert_eq!(shape_of(file, n), vec![s[0]], "{n}");
-                        used.push(n.clone());
-                    }
-                    s
-                }
-                Layer::Relu => s,
-                Layer::MaxPool2d { kernel, stride } => vec![
-                    s[0],
-                    (s[1] - kernel) / stride + 1,
-                    (s[2] - kernel) / stride + 1,
-                ],
-                Layer::GlobalAvgPool => vec![s[0]],
-                Layer::Flatten => vec![s.iter().product()],
-                Layer::Residual { body, shortcut } => {
-                    let a = walk(body, s.clone(), file, used);
-                    let b = walk(shortcut, s, file, used);
-                    assert_eq!(a, b, "residual branches disagree");
-                    a
-                }
-                Layer::PadSubsample {
-                    stride,
-                    out_channels,
-                } => vec![
-                    *out_channels,
-                    s[1].div_ceil(*stride),
-                    s[2].div_ceil(*stride),
-                ],
+    let shapes: std::collections::BTreeMap<String, Vec<usize>> = file
+        .tensors
+        .iter()
+        .map(|(n, t)| {
+            let s = match t {
+                FileTensor::Packed(p) => p.shape.clone(),
+                FileTensor::Float(f) => f.shape.clone(),
             };
-        }
-        s
-    }
-    let mut used = Vec::new();
-    let out = walk(&arch.layers, arch.input.to_vec(), file, &mut used);
+            (n.clone(), s)
+        })
+        .collect();
+    let values = arch
+        .shapes(|t| shapes.get(t).map(Vec::as_slice))
+        .unwrap_or_else(|e| panic!("arch does not fit the file: {e}"));
+    let mut used: Vec<String> = arch
+        .nodes
+        .iter()
+        .flat_map(|n| n.op.tensors())
+        .map(str::to_string)
+        .collect();
     used.sort();
     let all: Vec<String> = file.tensors.keys().cloned().collect();
     assert_eq!(
         used, all,
         "file tensors not referenced exactly once by the arch"
     );
+    let out = &values[&arch.output];
     assert_eq!(out.len(), 1);
     out[0]
 }
@@ -304,17 +244,12 @@ fn arch_export_matches_module_structure() {
         ("resnet20", [3, 32, 32]),
     ];
     for (name, input) in cases {
-        let mut init = Init::new(1, &dev);
         let norm = twobit_format::Normalize {
             mean: norm.mean[..input[0]].to_vec(),
             std: norm.std[..input[0]].to_vec(),
         };
-        let (out, n_weights) = match name {
-            "mlp" => export(Mlp::new(&mut init, input, 10), norm),
-            "lenet5" => export(Lenet5::new(&mut init, input, 10).unwrap(), norm),
-            "vgg7" => export(Vgg7::new(&mut init, input, 10).unwrap(), norm),
-            _ => export(Resnet20::new(&mut init, input, 10).unwrap(), norm),
-        };
+        let kind: ModelKind = name.parse().unwrap();
+        let (out, n_weights) = export(GraphNet::builtin(kind, input, 10, 1, &dev).unwrap(), norm);
         assert_eq!(out, 10, "{name} {input:?}: logits width");
         let expected = match name {
             "mlp" => 3,

@@ -6,22 +6,24 @@ use twobit_data::DatasetKind;
 use twobit_format::Tensor as FileTensor;
 use twobit_quant::{Granularity, Scheme};
 use twobit_train::export::load_file_weights;
-use twobit_train::layers::Init;
-use twobit_train::models::{Lenet5, Mlp, QatModel, Resnet20, Vgg7};
+use twobit_train::models::QatModel;
 use twobit_train::qat::ForwardWeights;
 use twobit_train::{
-    ModelKind, NoProgress, RunOptions, TrainConfig, TrainData, Trained, Trainer, WeightScheme,
+    GraphNet, ModelKind, NoProgress, RunOptions, TrainConfig, TrainData, Trained, Trainer,
+    WeightScheme,
 };
 
-fn build<M: QatModel>(
-    cfg: &TrainConfig,
-    data: &TrainData,
-    opts: &RunOptions,
-    make: impl FnOnce(&mut Init) -> M,
-) -> Trained<M> {
+/// Trains `cfg.model` (built in) from the initial weights of `seed`.
+fn build(cfg: &TrainConfig, data: &TrainData, opts: &RunOptions, seed: u64) -> Trained<GraphNet> {
     let t = Trainer::new(cfg, data).unwrap();
-    let mut init = Init::new(cfg.seed, &t.device);
-    t.run(make(&mut init), opts, &mut NoProgress).unwrap()
+    let input = data.splits.train.shape;
+    let net = GraphNet::builtin(cfg.model, input, data.classes, seed, &t.device).unwrap();
+    t.run(net, opts, &mut NoProgress).unwrap()
+}
+
+/// A freshly initialised built-in network on the inference device.
+fn fresh(kind: ModelKind, input: [usize; 3], seed: u64) -> GraphNet {
+    GraphNet::builtin(kind, input, 10, seed, &twobit_train::default_device()).unwrap()
 }
 
 fn run_kind(cfg: &TrainConfig, data: &TrainData) -> twobit_train::TrainOutcome {
@@ -93,16 +95,8 @@ fn decompressed_file_gives_the_trained_logits() {
     cfg.epochs = 1;
     cfg.batch_size = 8;
     let input = fm.splits.train.shape;
-    let t = build(&cfg, &fm, &RunOptions::default(), |i| {
-        Lenet5::new(i, input, 10).unwrap()
-    });
-    let fresh = Lenet5::new(
-        &mut Init::new(9, &twobit_train::default_device()),
-        input,
-        10,
-    )
-    .unwrap();
-    assert_file_reproduces_logits(&t, fresh, &fm);
+    let t = build(&cfg, &fm, &RunOptions::default(), cfg.seed);
+    assert_file_reproduces_logits(&t, fresh(cfg.model, input, 9), &fm);
 
     let cf = common::synthetic(DatasetKind::Cifar10, 16, 16, 3);
     let input = cf.splits.train.shape;
@@ -111,31 +105,15 @@ fn decompressed_file_gives_the_trained_logits() {
     cfg.batch_size = 8;
     cfg.granularity = Granularity::Channel;
     cfg.quantize_all = true;
-    let t = build(&cfg, &cf, &RunOptions::default(), |i| {
-        Vgg7::new(i, input, 10).unwrap()
-    });
-    let fresh = Vgg7::new(
-        &mut Init::new(9, &twobit_train::default_device()),
-        input,
-        10,
-    )
-    .unwrap();
-    assert_file_reproduces_logits(&t, fresh, &cf);
+    let t = build(&cfg, &cf, &RunOptions::default(), cfg.seed);
+    assert_file_reproduces_logits(&t, fresh(cfg.model, input, 9), &cf);
 
     let mut cfg = TrainConfig::new(ModelKind::Resnet20, WeightScheme::Quant(Scheme::Ttq));
     cfg.epochs = 1;
     cfg.batch_size = 8;
     cfg.optimizer = twobit_train::OptimizerKind::Adam;
-    let t = build(&cfg, &cf, &RunOptions::default(), |i| {
-        Resnet20::new(i, input, 10).unwrap()
-    });
-    let fresh = Resnet20::new(
-        &mut Init::new(9, &twobit_train::default_device()),
-        input,
-        10,
-    )
-    .unwrap();
-    assert_file_reproduces_logits(&t, fresh, &cf);
+    let t = build(&cfg, &cf, &RunOptions::default(), cfg.seed);
+    assert_file_reproduces_logits(&t, fresh(cfg.model, input, 9), &cf);
 }
 
 #[test]
@@ -145,19 +123,14 @@ fn decompressed_file_gives_the_trained_logits() {
 )]
 fn resumed_run_matches_uninterrupted_run() {
     let data = common::synthetic(DatasetKind::FashionMnist, 64, 32, 4);
-    let input = data.splits.train.shape;
     let mut cfg = TrainConfig::new(ModelKind::Mlp, WeightScheme::Quant(Scheme::Quat));
     cfg.epochs = 3;
     cfg.batch_size = 16;
     let dir = tempfile::tempdir().unwrap();
 
-    let full = build(&cfg, &data, &RunOptions::default(), |i| {
-        Mlp::new(i, input, 10)
-    });
+    let full = build(&cfg, &data, &RunOptions::default(), cfg.seed);
     // Training itself is deterministic (same seed, same result).
-    let again = build(&cfg, &data, &RunOptions::default(), |i| {
-        Mlp::new(i, input, 10)
-    });
+    let again = build(&cfg, &data, &RunOptions::default(), cfg.seed);
     for (a, b) in full.outcome.logs.iter().zip(&again.outcome.logs) {
         assert_eq!(a.train_loss, b.train_loss, "rerun, epoch {}", a.epoch);
     }
@@ -168,7 +141,7 @@ fn resumed_run_matches_uninterrupted_run() {
         stop_after: Some(1),
         ..Default::default()
     };
-    let part = build(&cfg, &data, &first, |i| Mlp::new(i, input, 10));
+    let part = build(&cfg, &data, &first, cfg.seed);
     assert_eq!(part.outcome.logs.len(), 1);
     // The checkpoint carries quat's side per quantized layer (the middle one of three).
     let meta = twobit_train::checkpoint::read(&ck).unwrap().meta;
@@ -182,11 +155,9 @@ fn resumed_run_matches_uninterrupted_run() {
         resume: true,
         ..Default::default()
     };
-    // The resumed process starts from a differently initialised model (another seed, same
-    // layer slots): the checkpoint must overwrite everything.
-    let resumed = build(&cfg, &data, &second, |i| {
-        Mlp::new(&mut Init::new(777, i.device()), input, 10)
-    });
+    // The resumed process starts from a differently initialised model (another seed): the
+    // checkpoint must overwrite everything.
+    let resumed = build(&cfg, &data, &second, 777);
     assert_eq!(resumed.outcome.logs.len(), 3);
     // Epoch 1 comes from the checkpoint; the epochs after it continue bit for bit.
     assert_eq!(full.outcome.logs[0], {
@@ -204,26 +175,37 @@ fn resumed_run_matches_uninterrupted_run() {
     // A checkpoint from another configuration is refused.
     let mut wrong = cfg.clone();
     wrong.seed = 99;
-    let t = Trainer::new(&wrong, &data).unwrap();
-    let mut init = Init::new(1, &t.device);
-    let err = t
-        .run(Mlp::new(&mut init, input, 10), &second, &mut NoProgress)
-        .err()
-        .expect("mismatched checkpoint accepted");
+    let err = twobit_train::train(&wrong, &data, &second, &mut NoProgress)
+        .expect_err("mismatched checkpoint accepted");
     assert!(err.to_string().contains("seed"), "{err}");
+}
 
-    // A model built from an Init that already built one has shifted layer slots: refused
-    // rather than silently trained in float.
-    let t = Trainer::new(&cfg, &data).unwrap();
-    let mut init = Init::new(1, &t.device);
-    let _ = Mlp::new(&mut init, input, 10);
-    let err = t
-        .run(
-            Mlp::new(&mut init, input, 10),
-            &RunOptions::default(),
-            &mut NoProgress,
-        )
-        .err()
-        .expect("shifted slots accepted");
-    assert!(err.to_string().contains("fresh Init"), "{err}");
+/// A checkpoint that cannot be written (here a directory stands at its path) fails the run
+/// with a clear error and leaves no temporary file (it used to leave `run.ckpt.tmp`).
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow in debug: run with cargo test --release"
+)]
+fn failed_checkpoint_write_leaves_no_temporary_file() {
+    let data = common::synthetic(DatasetKind::FashionMnist, 32, 16, 4);
+    let mut cfg = TrainConfig::new(ModelKind::Mlp, WeightScheme::Quant(Scheme::Tern));
+    cfg.epochs = 1;
+    cfg.batch_size = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("run.ckpt");
+    std::fs::create_dir(&ck).unwrap();
+    let opts = RunOptions {
+        checkpoint: Some(ck),
+        ..Default::default()
+    };
+    let Err(e) = twobit_train::train(&cfg, &data, &opts, &mut NoProgress) else {
+        panic!("a directory cannot be replaced by a checkpoint");
+    };
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["run.ckpt"]);
 }

@@ -1,21 +1,17 @@
-//! The networks, as burn modules that can describe themselves as a [`twobit_format::Arch`].
-mod lenet;
-mod mlp;
-mod resnet;
-mod vgg;
+//! The networks: the [`QatModel`] interface the trainer drives (implemented by
+//! [`crate::GraphNet`], which trains any network graph), and the built-in networks as
+//! graph builders ([`builtin`]).
+mod builtin;
 
-pub use lenet::Lenet5;
-pub use mlp::Mlp;
-pub use resnet::{BasicBlock, Resnet20};
-pub use vgg::Vgg7;
+pub use builtin::builtin;
 
 use crate::config::ModelKind;
-use crate::layers::{QConv2d, QLinear, WeightLayer, WeightLayerMut};
+use crate::layers::{WeightLayer, WeightLayerMut};
 use crate::qat::ForwardWeights;
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
-use twobit_format::{Arch, Layer, Normalize};
+use twobit_format::{Arch, Normalize, Tensor as FileTensor};
 
 /// A network trainable with QAT.
 pub trait QatModel: Module {
@@ -33,51 +29,44 @@ pub trait QatModel: Module {
     fn batch_norms(&self) -> Vec<(String, &BatchNorm)>;
     /// Batch-norm layers, mutably, in the order of [`QatModel::batch_norms`].
     fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm>;
-    /// The layer sequence for the file's architecture.
-    fn arch_layers(&self) -> Vec<Layer>;
+    /// The network's architecture as the file stores it, with the input normalisation
+    /// `normalize` and `classes` outputs.
+    fn arch(&self, classes: usize, normalize: Normalize) -> Arch;
 
-    /// The full architecture description.
-    fn arch(&self, classes: usize, normalize: Normalize) -> Arch {
-        Arch {
-            name: self.kind().name().to_string(),
-            input: self.input(),
-            classes,
-            normalize,
-            layers: self.arch_layers(),
-        }
+    /// The file tensor names (weight, bias) of each weight layer, in slot order.
+    fn weight_tensor_names(&self) -> Vec<(String, Option<String>)> {
+        self.weight_layers()
+            .into_iter()
+            .map(|(n, l)| (format!("{n}.weight"), l.bias().map(|_| format!("{n}.bias"))))
+            .collect()
     }
-}
 
-/// `Conv2d` entry of the architecture.
-pub(crate) fn conv_arch(name: &str, c: &QConv2d) -> Layer {
-    Layer::Conv2d {
-        weight: format!("{name}.weight"),
-        bias: c.bias.as_ref().map(|_| format!("{name}.bias")),
-        stride: c.stride,
-        padding: c.padding,
+    /// The file tensor names (gamma, beta, running mean, running variance) of each batch
+    /// norm, in the order of [`QatModel::batch_norms`].
+    fn batch_norm_tensor_names(&self) -> Vec<[String; 4]> {
+        self.batch_norms()
+            .into_iter()
+            .map(|(n, _)| {
+                ["weight", "bias", "running_mean", "running_var"].map(|t| format!("{n}.{t}"))
+            })
+            .collect()
     }
-}
 
-/// `Linear` entry of the architecture.
-pub(crate) fn linear_arch(name: &str, l: &QLinear) -> Layer {
-    Layer::Linear {
-        weight: format!("{name}.weight"),
-        bias: l.bias.as_ref().map(|_| format!("{name}.bias")),
+    /// Constant (not trained) tensors the file also holds, e.g. a graph's `Add`/`Mul`
+    /// operands.
+    fn constant_tensors(&self) -> Vec<(String, FileTensor)> {
+        Vec::new()
     }
-}
 
-/// `BatchNorm` entry of the architecture.
-pub(crate) fn bn_arch(name: &str, bn: &BatchNorm) -> Layer {
-    Layer::BatchNorm {
-        weight: format!("{name}.weight"),
-        bias: format!("{name}.bias"),
-        running_mean: format!("{name}.running_mean"),
-        running_var: format!("{name}.running_var"),
-        eps: bn.epsilon as f32,
+    /// Per slot, whether the layer stays float unless `quantize_all`: the first and the last.
+    fn float_by_default(&self) -> Vec<bool> {
+        let n = self.weight_layers().len();
+        (0..n).map(|i| i == 0 || i + 1 == n).collect()
     }
-}
 
-/// Output side of a `k`x`k` valid convolution followed by a 2x2 max pool.
-pub(crate) fn conv_pool(side: usize, k: usize) -> usize {
-    (side + 1).saturating_sub(k) / 2
+    /// Identifies the network's structure beyond [`QatModel::kind`] (a graph's hash), so a
+    /// checkpoint only resumes into the same network.
+    fn fingerprint(&self) -> Option<String> {
+        None
+    }
 }

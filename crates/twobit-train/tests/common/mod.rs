@@ -29,8 +29,5 @@ pub fn synthetic(kind: DatasetKind, n_train: usize, n_test: usize, seed: u64) ->
     };
     let train = make(n_train);
     let test = make(n_test);
-    TrainData {
-        kind,
-        splits: Splits { train, test },
-    }
+    TrainData::new(kind, Splits { train, test })
 }
