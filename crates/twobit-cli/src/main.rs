@@ -1,6 +1,7 @@
 //! `twobit`: compress, train, inspect and run 2-bit neural networks.
 
 mod cmd;
+mod signals;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -40,9 +41,12 @@ enum Command {
     /// Print the per-tensor table of a .twobit file.
     Inspect(cmd::inspect::Args),
     /// Quantization-aware training; writes a .twobit file.
-    Train(cmd::train::Args),
-    /// Test accuracy of a .twobit file, computed from the file alone.
+    // Boxed: its many flags make it far larger than the other variants.
+    Train(Box<cmd::train::Args>),
+    /// Test accuracy of a .twobit file or an ONNX model, on the 2-bit runtime.
     Eval(cmd::eval::Args),
+    /// Write a network as a standard ONNX model (dequantized weights).
+    Export(cmd::export::Args),
     /// Time the 2-bit runtime against fp32 on a .twobit file.
     Bench(cmd::bench::Args),
     /// Every scheme, several seeds: the comparison report with plots (resumable).
@@ -51,13 +55,15 @@ enum Command {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    signals::install();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compress(a) => cmd::compress::run(a),
         Command::Decompress(a) => cmd::decompress::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
-        Command::Train(a) => cmd::train::run(a),
+        Command::Train(a) => cmd::train::run(*a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Experiment(a) => cmd::experiment::run(a),
     };

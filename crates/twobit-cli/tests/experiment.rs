@@ -147,7 +147,8 @@ fn cifar_smoke_runs_reports_and_resumes() {
         );
         if f[5] != "fp" {
             let bpw: f64 = f[11].parse().unwrap();
-            assert!((2.0..2.1).contains(&bpw), "bits/weight {bpw}: {r}");
+            // ternary codes are stored in base 3 (1.6 bits), quaternary in base 2
+            assert!((1.55..2.1).contains(&bpw), "bits/weight {bpw}: {r}");
         }
     }
     let md = std::fs::read_to_string(results.join("cifar10-smoke.md")).unwrap();

@@ -73,6 +73,30 @@ fn padded(lo: f64, hi: f64, pad: f64) -> (f64, f64) {
     }
 }
 
+/// Tick labels with as many decimals as ticks about a tenth of `span` apart need, and never
+/// "-0.0" (a tick at zero computed as -1e-17).
+pub(crate) fn tick_label(v: f64, span: f64) -> String {
+    let decimals = if span > 0.0 && span.is_finite() {
+        (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize
+    } else {
+        1
+    };
+    let s = format!("{v:.decimals$}");
+    if s.trim_start_matches('-')
+        .chars()
+        .all(|c| c == '0' || c == '.')
+    {
+        s.trim_start_matches('-').to_string()
+    } else {
+        s
+    }
+}
+
+/// A count axis: whole numbers.
+fn count_label(v: &f64) -> String {
+    format!("{:.0}", v.max(0.0))
+}
+
 fn e2s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
@@ -132,10 +156,13 @@ pub fn line_chart(
             .y_label_area_size(60)
             .build_cartesian_2d(range.0 .0..range.0 .1, range.1 .0..range.1 .1)
             .map_err(e2s)?;
+        let (xs, ys) = (range.0 .1 - range.0 .0, range.1 .1 - range.1 .0);
         chart
             .configure_mesh()
             .x_desc(labels.0)
             .y_desc(labels.1)
+            .x_label_formatter(&|v| tick_label(*v, xs))
+            .y_label_formatter(&|v| tick_label(*v, ys))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(e2s)?;
@@ -216,10 +243,13 @@ pub fn histogram(
             .y_label_area_size(70)
             .build_cartesian_2d(lo..hi, 0.0..top)
             .map_err(e2s)?;
+        let span = hi - lo;
         chart
             .configure_mesh()
             .x_desc("weight")
             .y_desc("count")
+            .x_label_formatter(&|v| tick_label(*v, span))
+            .y_label_formatter(&count_label)
             .label_style(("sans-serif", 14))
             .disable_x_mesh()
             .draw()
@@ -344,6 +374,7 @@ pub fn grouped_bars(
                 }
             })
             .y_desc(y_label)
+            .y_label_formatter(&move |v| tick_label(*v, top))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(e2s)?;
@@ -368,4 +399,20 @@ pub fn grouped_bars(
         |a| draw(a, title, y_label, top, categories, series),
         |a| draw(a, title, y_label, top, categories, series),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{count_label, tick_label};
+
+    #[test]
+    fn ticks_have_no_negative_zero_and_counts_no_decimals() {
+        assert_eq!(tick_label(-1e-17, 0.4), "0.00");
+        assert_eq!(tick_label(-0.0, 2.0), "0.0");
+        assert_eq!(tick_label(-0.25, 0.1), "-0.25");
+        assert_eq!(tick_label(-0.2, 1.0), "-0.2");
+        assert_eq!(tick_label(30.0, 300.0), "30");
+        assert_eq!(count_label(&1200.0), "1200");
+        assert_eq!(count_label(&-0.0), "0");
+    }
 }

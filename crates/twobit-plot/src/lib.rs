@@ -54,6 +54,10 @@ pub enum PlotError {
         /// plotters' message.
         reason: String,
     },
+    /// The output path is refused by the shared policy (not a regular file, directory
+    /// missing), or writing it failed; the message names the file.
+    #[error("{0}")]
+    Output(String),
     /// Writing or renaming the output failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -97,6 +101,12 @@ fn rename(tmp: &Path, path: &Path) -> Result<(), PlotError> {
     })
 }
 
+/// The output policy all twobit writers share ([`twobit_format::output_target`]): a symlink's
+/// target is written, a non-regular file refused, a missing directory refused.
+fn target(path: &Path) -> Result<PathBuf, PlotError> {
+    twobit_format::output_target(path).map_err(|e| PlotError::Output(e.to_string()))
+}
+
 pub(crate) use render_impl::render_both;
 
 mod render_impl {
@@ -113,15 +123,10 @@ mod render_impl {
     ) -> Result<Vec<PathBuf>, PlotError> {
         font::ensure_font()?;
         let [png, svg] = outputs(stem);
-        for p in [&png, &svg] {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| PlotError::Io {
-                    path: p.clone(),
-                    source,
-                })?;
-            }
-        }
-        let tmp = temp_beside(&png);
+        // Both checked before drawing either, so a refused SVG leaves no new PNG.
+        let png_target = target(&png)?;
+        target(&svg)?;
+        let tmp = temp_beside(&png_target);
         {
             let area = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
             let res = draw_png(area);
@@ -130,7 +135,7 @@ mod render_impl {
                 return Err(PlotError::Draw { path: png, reason });
             }
         }
-        rename(&tmp, &png)?;
+        rename(&tmp, &png_target)?;
 
         let mut text = String::new();
         {
@@ -140,12 +145,8 @@ mod render_impl {
                 reason,
             })?;
         }
-        let tmp = temp_beside(&svg);
-        std::fs::write(&tmp, text.as_bytes()).map_err(|source| PlotError::Io {
-            path: svg.clone(),
-            source,
-        })?;
-        rename(&tmp, &svg)?;
+        twobit_format::write_atomic(&svg, text.as_bytes())
+            .map_err(|e| PlotError::Output(e.to_string()))?;
         Ok(vec![png, svg])
     }
 }

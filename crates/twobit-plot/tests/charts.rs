@@ -25,6 +25,8 @@ fn svg(path: &Path) -> String {
 #[test]
 fn line_chart_writes_png_and_svg_with_labels() {
     let dir = tempfile::tempdir().unwrap();
+    // Like every twobit output, the directory must exist (nothing creates it).
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
     let stem = dir.path().join("sub/acc");
     let series = vec![
         Series {

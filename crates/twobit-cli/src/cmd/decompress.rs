@@ -4,7 +4,7 @@ use anyhow::Context;
 use safetensors::tensor::TensorView;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use twobit_format::{write_atomic, FloatTensor, Model, Tensor};
+use twobit_format::{FloatTensor, Model, Tensor};
 
 /// Metadata key holding the architecture (JSON) in a decompressed file.
 pub const ARCH_KEY: &str = "twobit.arch";
@@ -16,11 +16,15 @@ pub struct Args {
     pub input: PathBuf,
     /// Output file (.safetensors).
     pub output: PathBuf,
+    /// Print one JSON object on stdout instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    util::check_output_dir(&args.output)?;
+    util::check_input(&args.input)?;
+    util::check_output(&args.output)?;
     let model = Model::load(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let floats: Vec<(String, FloatTensor)> = model
@@ -55,15 +59,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         meta.insert(ARCH_KEY.to_string(), serde_json::to_string(arch)?);
     }
     let bytes = safetensors::serialize(views, Some(meta)).context("cannot encode safetensors")?;
-    write_atomic(&args.output, &bytes)?;
+    util::write_output(&args.output, &bytes)?;
     let packed = model
         .tensors
         .values()
         .filter(|t| matches!(t, Tensor::Packed(_)))
         .count();
+    if args.json {
+        let v = serde_json::json!({
+            "input": args.input.display().to_string(),
+            "output": args.output.display().to_string(),
+            "tensor_count": floats.len(),
+            "dequantized_tensors": packed,
+            "output_bytes": bytes.len(),
+            "arch": model.arch.as_ref().map(|a| a.name.clone()),
+        });
+        println!("{v}");
+        return Ok(());
+    }
     println!(
-        "wrote {} tensors ({packed} dequantized to F32) to {} ({})",
-        floats.len(),
+        "wrote {} ({packed} dequantized to F32) to {} ({})",
+        util::plural(floats.len(), "tensor"),
         args.output.display(),
         util::human_bytes(bytes.len() as u64)
     );

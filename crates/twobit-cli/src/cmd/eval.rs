@@ -4,29 +4,44 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use twobit_data::DatasetKind;
 use twobit_runtime::Runtime;
+
+use super::dataset;
+use super::network::{self, NormArgs};
 
 /// Arguments.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The .twobit file (must contain an architecture manifest).
+    /// The network: a .twobit file with an architecture, or a float .onnx model.
     pub file: PathBuf,
-    /// Dataset whose test split is used: mnist, fashion-mnist, cifar10.
+    /// Dataset whose test split is used: mnist, fashion-mnist, cifar10, or folder (an
+    /// ImageFolder directory given by --data-dir) [default: the dataset the file was trained
+    /// on, from its provenance].
     #[arg(long)]
-    pub dataset: String,
+    pub dataset: Option<String>,
     /// Directory holding the dataset files (default: the dataset's standard location).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long = "batch-size", visible_alias = "batch", default_value_t = 256)]
     pub batch: usize,
     /// Evaluate only the first N test images.
-    #[arg(long)]
+    #[arg(long = "test-limit", visible_alias = "limit")]
     pub limit: Option<usize>,
+    /// Input normalisation (default: the file's own).
+    #[command(flatten)]
+    pub norm: NormArgs,
     /// Run the same network with weights expanded to fp32 instead of the 2-bit kernels.
     #[arg(long)]
     pub fp32: bool,
+    /// Activations of the 2-bit layers: `f32`, or `int8` (quantized per image on the fly,
+    /// integer sums; see docs/runtime.md).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    pub act: String,
+    /// Write each test image's predicted class to this file, one per line (to compare with
+    /// another runtime).
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -35,35 +50,65 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.batch == 0 {
-        bail!("--batch must be at least 1");
+        bail!("--batch-size must be at least 1");
     }
-    let kind = DatasetKind::from_name(&args.dataset).with_context(|| {
-        format!(
-            "unknown dataset `{}`: expected one of mnist, fashion-mnist, cifar10",
-            args.dataset
-        )
-    })?;
-    let packed =
-        Runtime::load(&args.file).with_context(|| format!("cannot run {}", args.file.display()))?;
-    let rt = if args.fp32 {
+    if args.limit == Some(0) {
+        bail!("--test-limit must be at least 1");
+    }
+    if let Some(p) = &args.predictions {
+        crate::util::check_output(p)?;
+    }
+    crate::util::check_input(&args.file)?;
+    let model = network::load(&args.file, &args.norm)?;
+    crate::util::check_batch_memory(&model, args.batch)?;
+    // The file says what it was trained on: the default, and a check on --dataset.
+    let trained_on = model.provenance.get("dataset").cloned();
+    let name = match (&args.dataset, &trained_on) {
+        (Some(given), Some(file)) => {
+            if given != file {
+                eprintln!(
+                    "warning: {} was trained on {file}, evaluating on --dataset {given}",
+                    args.file.display()
+                );
+            }
+            given.clone()
+        }
+        (Some(given), None) => given.clone(),
+        (None, Some(file)) => file.clone(),
+        (None, None) => bail!(
+            "{} does not say which dataset it was trained on: pass --dataset",
+            args.file.display()
+        ),
+    };
+    let kind = dataset::kind(&name)?;
+    let packed = Runtime::from_model(&model)
+        .with_context(|| format!("cannot run {}", args.file.display()))?;
+    let int8 = args.act == "int8";
+    if int8 && args.fp32 {
+        bail!("--act int8 runs the 2-bit layers; it cannot be combined with --fp32");
+    }
+    let mut rt = if args.fp32 {
         packed.dequantized()
     } else {
         packed
     };
+    if int8 {
+        rt.set_activations(twobit_runtime::Activations::Int8);
+    }
     let arch = rt.arch().clone();
-    if arch.input != kind.shape() {
+    let data = dataset::load(kind, args.data_dir.as_deref(), arch.input)
+        .context("cannot load the test data")?;
+    if data.classes > arch.classes {
         bail!(
-            "{} expects input {:?} but {} images are {:?}",
-            args.file.display(),
-            arch.input,
-            kind.name(),
-            kind.shape()
+            "{} has {} classes but the network outputs {}",
+            args.data_dir
+                .as_deref()
+                .map_or_else(|| kind.name().to_string(), |d| d.display().to_string()),
+            data.classes,
+            arch.classes
         );
     }
-    let mut test = kind
-        .load(args.data_dir.as_deref())
-        .context("cannot load the test data")?
-        .test;
+    let mut test = data.splits.test;
     if let Some(n) = args.limit {
         test.truncate(n);
     }
@@ -78,7 +123,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     bar.set_message("eval");
+    let mut ticker = crate::util::Ticker::new();
     let (mut correct, mut infer) = (0usize, Duration::ZERO);
+    let mut predicted = Vec::with_capacity(n);
     let mut input = Vec::new();
     let start = Instant::now();
     for first in (0..n).step_by(args.batch) {
@@ -91,13 +138,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let logits = rt.try_forward(&input, idx.len())?;
         infer += t0.elapsed();
         for (row, &i) in logits.chunks_exact(arch.classes).zip(&idx) {
-            if argmax(row) == test.labels[i] as usize {
+            let p = argmax(row);
+            predicted.push(p);
+            if p == test.labels[i] as usize {
                 correct += 1;
             }
         }
         bar.inc(idx.len() as u64);
+        if ticker.due() {
+            eprintln!("eval: {}/{n} images", first + idx.len());
+        }
     }
     bar.finish_and_clear();
+    if let Some(p) = &args.predictions {
+        let text: String = predicted.iter().map(|c| format!("{c}\n")).collect();
+        crate::util::write_output(p, text.as_bytes())?;
+    }
     let wall = start.elapsed().as_secs_f64();
     let accuracy = correct as f64 / n as f64;
     let ips = n as f64 / infer.as_secs_f64().max(1e-9);
@@ -107,18 +163,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Nothing packed (an `fp` run): no 2-bit kernel is involved.
         "fp32 (float file)".to_string()
     } else {
-        format!("2-bit ({})", rt.kernel().name())
+        format!(
+            "2-bit ({}{})",
+            rt.kernel().name(),
+            if int8 { ", int8 activations" } else { "" }
+        )
     };
     if args.json {
         let v = serde_json::json!({
+            "input": args.file.display().to_string(),
             "file": args.file.display().to_string(),
             "dataset": kind.name(),
             "split": "test",
             "model": arch.name,
             "path": path,
+            "activations": rt.activations().name(),
+            "test_accuracy": accuracy,
             "accuracy": accuracy,
             "correct": correct,
             "images": n,
+            "batch_size": args.batch,
             "batch": args.batch,
             "images_per_second": ips,
             "inference_seconds": infer.as_secs_f64(),
@@ -128,7 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{v}");
     } else {
         println!(
-            "{}: {} on {} test: accuracy {:.2}% ({correct}/{n}), {path}, {:.0} images/s ({} threads, batch {})",
+            "{}: {} on {} test: accuracy {:.2}% ({correct}/{n}), {path}, {:.0} images/s ({} threads, batch size {})",
             args.file.display(),
             arch.name,
             kind.name(),

@@ -3,7 +3,7 @@ use crate::util::{self, shape_str};
 use anyhow::Context;
 use serde_json::json;
 use std::path::PathBuf;
-use twobit_format::{Arch, Layer, Model, PackedTensor, Tensor};
+use twobit_format::{Arch, Model, PackedTensor, Tensor};
 use twobit_quant::Granularity;
 
 /// Arguments.
@@ -60,26 +60,16 @@ fn level_ranges(p: &PackedTensor) -> ([[f32; 2]; 4], [[f32; 2]; 3]) {
     )
 }
 
-fn count_layers(layers: &[Layer]) -> usize {
-    layers
-        .iter()
-        .map(|l| match l {
-            Layer::Residual { body, shortcut } => 1 + count_layers(body) + count_layers(shortcut),
-            _ => 1,
-        })
-        .sum()
-}
-
 fn arch_summary(a: &Arch) -> String {
     format!(
-        "{} input {}x{}x{}, {} classes, {} layers ({} top level)",
+        "{} input {}x{}x{}, {} classes, {} nodes ({} weight layers)",
         a.name,
         a.input[0],
         a.input[1],
         a.input[2],
         a.classes,
-        count_layers(&a.layers),
-        a.layers.len()
+        a.nodes.len(),
+        a.weight_nodes().count()
     )
 }
 
@@ -102,15 +92,26 @@ fn plot(args: &Args, dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    util::check_input(&args.file)?;
     let plotted = match &args.plot {
-        Some(dir) => plot(&args, dir)?,
+        Some(dir) => {
+            util::output_dir(dir)?;
+            plot(&args, dir)?
+        }
         None => Vec::new(),
     };
     for p in &plotted {
         eprintln!("wrote {}", p.display());
     }
-    let model =
-        Model::load(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let (model, layout) = Model::load_with_layout(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    // Bytes as stored (the file's own encoding), per packed tensor.
+    let stored = |name: &str, p: &PackedTensor| {
+        layout.get(name).copied().unwrap_or_else(|| {
+            p.stored_size(&Default::default())
+                .expect("a read tensor encodes")
+        })
+    };
     let file_bytes = std::fs::metadata(&args.file)
         .with_context(|| format!("cannot stat {}", args.file.display()))?
         .len();
@@ -118,11 +119,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut packed_bytes = 0usize;
     let mut float_elems = 0usize;
     let mut float_bytes = 0usize;
-    for t in model.tensors.values() {
+    for (name, t) in &model.tensors {
         match t {
             Tensor::Packed(p) => {
                 packed_weights += p.numel();
-                packed_bytes += p.stored_bytes();
+                packed_bytes += stored(name, p).total();
             }
             Tensor::Float(f) => {
                 float_elems += f.numel();
@@ -143,7 +144,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     if args.json {
-        let tensors: serde_json::Map<String, serde_json::Value> = model
+        // A list in file order, as in `compress --json` (each entry names its tensor).
+        let tensors: Vec<serde_json::Value> = model
             .tensors
             .iter()
             .map(|(name, t)| {
@@ -151,6 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     Tensor::Packed(p) => {
                         let (lv, th) = level_ranges(p);
                         json!({
+                            "name": name,
                             "kind": "packed",
                             "shape": p.shape,
                             "scheme": p.scheme.name(),
@@ -162,11 +165,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             "levels_min_max": lv,
                             "thresholds_min_max": th.map(|r| r.map(json_f32)),
                             "sparsity": p.sparsity(),
-                            "bits_per_weight": p.bits_per_weight(),
-                            "bytes": p.stored_bytes(),
+                            "bits_per_weight": 8.0 * stored(name, p).total() as f64 / p.numel().max(1) as f64,
+                            "bytes": stored(name, p).total(),
+                            "packing": stored(name, p).encoding.packing.name(),
+                            "table_dtype": stored(name, p).encoding.table_dtype.name(),
+                            "table_layout": stored(name, p).encoding.table_layout.name(),
+                            "code_bytes": stored(name, p).code_bytes,
+                            "table_bytes": stored(name, p).table_bytes,
+                            "code_entropy": p.code_entropy(),
                         })
                     }
                     Tensor::Float(f) => json!({
+                        "name": name,
                         "kind": "float",
                         "shape": f.shape,
                         "dtype": f.dtype.name(),
@@ -174,15 +184,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         "bytes": f.data.len(),
                     }),
                 };
-                (name.clone(), v)
+                v
             })
             .collect();
         let obj = json!({
+            "input": args.file.display().to_string(),
             "file": args.file.display().to_string(),
             "file_bytes": file_bytes,
             "tensors": tensors,
             "total": {
-                "tensors": model.tensors.len(),
+                "tensor_count": model.tensors.len(),
                 "packed_weights": packed_weights,
                 "packed_bytes": packed_bytes,
                 "packed_bits_per_weight": packed_bpw,
@@ -195,7 +206,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "name": a.name,
                 "input": a.input,
                 "classes": a.classes,
-                "layers": count_layers(&a.layers),
+                "nodes": a.nodes.len(),
+                "weight_layers": a.weight_nodes().count(),
             })),
         });
         println!("{obj}");
@@ -210,8 +222,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(6)
         .max(6);
     println!(
-        "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}  levels / thresholds",
-        "tensor", "shape", "scheme", "gran.", "groups", "sparsity", "bits/w"
+        "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7} {:<9} {:>7}  levels / thresholds",
+        "tensor", "shape", "scheme", "gran.", "groups", "sparsity", "bits/w", "packing", "entropy"
     );
     for (name, t) in &model.tensors {
         match t {
@@ -222,15 +234,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
+                let size = stored(name, p);
                 println!(
-                    "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8.3} {:>7.3}  {} / {} {label}",
+                    "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8.3} {:>7.3} {:<9} {:>7.3}  {} / {} {label}",
                     name,
                     shape_str(&p.shape),
                     p.scheme.name(),
                     p.granularity.name(),
                     p.levels.len(),
                     p.sparsity(),
-                    p.bits_per_weight(),
+                    8.0 * size.total() as f64 / p.numel().max(1) as f64,
+                    format!("{}/{}", size.encoding.packing.name(), size.encoding.table_dtype.name()),
+                    p.code_entropy(),
                     fmt_ranges(&lv),
                     fmt_ranges(&th),
                 );
@@ -248,9 +263,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     println!(
-        "total: {} tensors; packed {packed_weights} weights in {} ({packed_bpw:.3} bits/weight); float {float_elems} values in {}; file {} ({overall_bpw:.3} bits/parameter)",
-        model.tensors.len(),
+        "total: {}; packed {} in {} ({packed_bpw:.3} bits/weight); float {} in {}; file {} ({overall_bpw:.3} bits/parameter)",
+        util::plural(model.tensors.len(), "tensor"),
+        util::plural(packed_weights, "weight"),
         util::human_bytes(packed_bytes as u64),
+        util::plural(float_elems, "value"),
         util::human_bytes(float_bytes as u64),
         util::human_bytes(file_bytes),
     );

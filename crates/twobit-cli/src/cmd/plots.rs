@@ -65,7 +65,7 @@ fn chosen(model: &Model, max: Option<usize>) -> Vec<&String> {
 /// One histogram per weight layer of `file`, written as `DIR/PREFIX-LAYER.{png,svg}`.
 /// - Packed layers: the float weights from `latent` (any safetensors file with the same tensor
 ///   names: train's shadow weights, or the float model that was compressed) under the
-///   stored levels and thresholds (channel 0's for per-channel files).
+///   stored levels and thresholds (per-channel files: channel 0's weights and levels).
 /// - Float weight tensors (rank ≥ 2) when `scheme` is given: the weights under the levels that
 ///   scheme fits per tensor.
 pub fn histograms(
@@ -76,6 +76,7 @@ pub fn histograms(
     prefix: &str,
     max_layers: Option<usize>,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    crate::util::check_input(file)?;
     let model = Model::load(file).with_context(|| format!("cannot read {}", file.display()))?;
     // Any safetensors file will do: train's `.latent.safetensors`, or the float model that was
     // compressed (same tensor names).
@@ -97,11 +98,19 @@ pub fn histograms(
                         p.shape
                     );
                 }
+                // Per channel, each output channel has its own levels: draw channel 0's
+                // weights under channel 0's levels (all weights under one channel's levels
+                // would misrepresent the fit), and say so in the title.
                 let groups = p.levels.len();
-                let which = if groups > 1 {
-                    format!(", channel 0 of {groups} marked")
+                let all = f.to_f32();
+                let (values, which) = if groups > 1 {
+                    let per = all.len() / groups;
+                    (
+                        all[..per].to_vec(),
+                        format!(", channel 0 of {groups} ({per} weights)"),
+                    )
                 } else {
-                    String::new()
+                    (all, String::new())
                 };
                 let title = format!(
                     "{name} — {} per {}{which}, sparsity {:.2}",
@@ -109,7 +118,7 @@ pub fn histograms(
                     p.granularity.name(),
                     p.sparsity()
                 );
-                (f.to_f32(), p.levels[0], title)
+                (values, p.levels[0], title)
             }
             Tensor::Float(f) => {
                 let Some(s) = scheme else { continue };

@@ -46,9 +46,10 @@ pub struct Args {
     /// the cross-check section.
     #[arg(long)]
     pub pytorch: Option<PathBuf>,
-    /// The PyTorch reference script.
-    #[arg(long, default_value = "reference/lenet5_fmnist.py")]
-    pub reference: PathBuf,
+    /// The PyTorch reference script [default: reference/lenet5_fmnist.py of the repository
+    /// the twobit binary was built in].
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// Print one JSON object (report paths, runs done) on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -105,12 +106,6 @@ fn run_torch(
     stem: &Path,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
-    if !script.is_file() {
-        bail!(
-            "PyTorch reference {} not found (run from the repository root or pass --reference)",
-            script.display()
-        );
-    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut args: Vec<String> = vec![
         script.display().to_string(),
@@ -143,10 +138,60 @@ fn run_torch(
     }
     let result = runner::last_json(&out.stdout, &command)?;
     let rec = serde_json::json!({ "command": command, "result": result });
-    twobit_format::write_atomic(
+    crate::util::write_output(
         &with_suffix(stem, ".json"),
         serde_json::to_string_pretty(&rec)?.as_bytes(),
     )?;
+    Ok(())
+}
+
+/// The reference script: `--reference`, or the repository's copy, found from the binary
+/// (`target/*/twobit` lies two levels under the repository) or from where it was built — never
+/// from the current directory, which may be anywhere.
+fn reference_script(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    const REL: &str = "reference/lenet5_fmnist.py";
+    if let Some(p) = given {
+        if !p.is_file() {
+            bail!("--reference {}: no such file", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(1).take(4).map(|d| d.join(REL)));
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(REL),
+    );
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| format!("cannot find the PyTorch reference script {REL} next to the twobit binary or its sources: pass --reference FILE"))
+}
+
+/// Checks that `python` runs and imports torch: minutes before the first PyTorch run, not
+/// hours after the twobit runs.
+fn check_python(python: &Path) -> anyhow::Result<()> {
+    let out = Command::new(python)
+        .args(["-c", "import torch"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("--pytorch {}: cannot run it: {e}", python.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!(
+            "--pytorch {}: `import torch` failed: {}",
+            python.display(),
+            last.trim()
+        );
+    }
     Ok(())
 }
 
@@ -162,6 +207,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let p = select(p, args.only.as_deref())?;
     if args.seeds == Some(0) {
         bail!("--seeds must be at least 1");
+    }
+    // Every input and output is checked before the first (hours-long) run.
+    let torch = match &args.pytorch {
+        Some(python) => {
+            let script = reference_script(args.reference.as_deref())?;
+            check_python(python)?;
+            Some((python.clone(), script))
+        }
+        None => None,
+    };
+    if let Some(d) = &args.data_dir {
+        if !d.is_dir() {
+            bail!("--data-dir {}: no such directory", d.display());
+        }
+    }
+    if !args.dry_run {
+        crate::util::output_dir(&args.results)?;
     }
     let root = args.results.join("runs").join(p.name);
     let data_dir: Option<PathBuf> = if p.synthetic_cifar {
@@ -197,6 +259,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 r.spec.scheme,
                 r.spec.seed,
                 runner::command_line(&r.spec.train_args)
+            );
+        }
+        if let Some((python, script)) = &torch {
+            for (scheme, seed, epochs, stem) in &tplan {
+                let state = if with_suffix(stem, ".json").exists() {
+                    "done   "
+                } else {
+                    "pending"
+                };
+                println!(
+                    "{state} PyTorch reference {scheme} seed {seed}: {} {} --scheme {scheme} --epochs {epochs} --seed {seed}",
+                    python.display(),
+                    script.display()
+                );
+            }
+        } else if !tplan.is_empty() {
+            println!(
+                "PyTorch reference: {} runs with --pytorch PYTHON",
+                tplan.len()
             );
         }
         println!(
@@ -247,11 +328,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .get("test_accuracy")
                 .and_then(|v| v.as_f64())
                 .unwrap_or(f64::NAN);
-            let ev = rec
-                .eval
-                .get("accuracy")
-                .and_then(|v| v.as_f64())
-                .unwrap_or(f64::NAN);
+            let ev = report::eval_accuracy(&rec.eval);
             bar.suspend(|| {
                 eprintln!(
                     "[{}/{}] {} {} seed {}: test {:.2}%, from the file {:.2}%, {:.0} s",
@@ -271,7 +348,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report::write(&p, &runs, &load_torch(&tplan), &args.results, false)?;
         }
         bar.finish_and_clear();
-        if let Some(python) = &args.pytorch {
+        if let Some((python, script)) = &torch {
             for (scheme, seed, epochs, stem) in &tplan {
                 if with_suffix(stem, ".json").exists() {
                     continue;
@@ -279,7 +356,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 eprintln!("PyTorch reference: {scheme} seed {seed}, {epochs} epochs");
                 run_torch(
                     python,
-                    &args.reference,
+                    script,
                     &p,
                     scheme,
                     *seed,
@@ -305,6 +382,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "preset": p.name,
                 "runs": runs.len(),
                 "finished": done,
+                "output": w.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                 "report": w.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                 "plots": w.plots.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                 "plot_error": w.plot_error,

@@ -40,6 +40,17 @@ struct Row<'a> {
     ips: f64,
 }
 
+/// `eval --json`'s accuracy: `test_accuracy`, or `accuracy` in records written before the
+/// key was renamed.
+pub fn eval_accuracy(v: &serde_json::Value) -> f64 {
+    let a = num(v, "test_accuracy");
+    if a.is_nan() {
+        num(v, "accuracy")
+    } else {
+        a
+    }
+}
+
 fn num(v: &serde_json::Value, key: &str) -> f64 {
     v.get(key).and_then(|x| x.as_f64()).unwrap_or(f64::NAN)
 }
@@ -67,7 +78,7 @@ fn packed_bits_per_weight(file: &Path) -> f64 {
 fn row(run: &Run) -> Option<Row<'_>> {
     let r = run.record.as_ref()?;
     let acc = num(&r.train, "test_accuracy");
-    let eval_acc = num(&r.eval, "accuracy");
+    let eval_acc = eval_accuracy(&r.eval);
     let images = num(&r.eval, "images");
     Some(Row {
         run,
@@ -280,9 +291,9 @@ pub fn write(
     let md_path = results.join(format!("{}.md", preset.name));
     let csv_path = results.join(format!("{}.csv", preset.name));
     let runs_path = results.join(format!("{}-runs.csv", preset.name));
-    twobit_format::write_atomic(&md_path, md.as_bytes())?;
-    twobit_format::write_atomic(&csv_path, summary_csv(preset, &rows).as_bytes())?;
-    twobit_format::write_atomic(&runs_path, runs_csv(&rows).as_bytes())?;
+    crate::util::write_output(&md_path, md.as_bytes())?;
+    crate::util::write_output(&csv_path, summary_csv(preset, &rows).as_bytes())?;
+    crate::util::write_output(&runs_path, runs_csv(&rows).as_bytes())?;
     Ok(Written {
         files: vec![md_path, csv_path, runs_path],
         plots: plots_out,
@@ -591,7 +602,7 @@ fn markdown(
         let _ = writeln!(md, "## Weight histograms with levels and thresholds\n");
         let _ = writeln!(
             md,
-            "Seed 1 of the first setting, drawn by `twobit inspect FILE --plot DIR` from the file and its float shadow weights (`--save-latent`). Levels solid, thresholds dashed; per-channel files mark channel 0.\n"
+            "Seed 1 of the first setting, drawn by `twobit inspect FILE --plot DIR` from the file and its float shadow weights (`--save-latent`). Levels solid, thresholds dashed; per-channel files draw channel 0's weights under its levels.\n"
         );
         for p in hist {
             let _ = writeln!(md, "- [{}]({})", rel(&p, plot_dir), rel(&p, results));
@@ -684,6 +695,7 @@ fn draw_plots(
     errors: &[LayerErrors],
     dir: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    crate::util::output_dir(dir)?;
     let mut out = Vec::new();
     for (s, errs) in preset.settings.iter().zip(errors) {
         let groups = by_scheme(preset, s, rows);

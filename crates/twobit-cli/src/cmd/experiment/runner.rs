@@ -124,7 +124,7 @@ fn spec(
         preset.dataset.into(),
     ];
     if let Some(n) = preset.test_limit {
-        eval.extend(["--limit".into(), n.to_string()]);
+        eval.extend(["--test-limit".into(), n.to_string()]);
     }
     if let Some(d) = data_dir {
         for a in [&mut train, &mut eval] {
@@ -224,6 +224,9 @@ pub fn execute(exe: &Path, run: &RunSpec) -> anyhow::Result<RunRecord> {
     if ckpt.exists() {
         train.push("--resume".into());
     }
+    // Kept until the record is stored (a failed eval then resumes instead of retraining);
+    // removed below.
+    train.push("--keep-checkpoint".into());
     let log = with_suffix(&run.stem, ".stderr");
     let t = child_json(exe, &train, &log)?;
     let e = child_json(exe, &run.eval_args, &log)?;
@@ -234,7 +237,7 @@ pub fn execute(exe: &Path, run: &RunSpec) -> anyhow::Result<RunRecord> {
         commands: [command_line(&run.train_args), command_line(&run.eval_args)],
     };
     let json = serde_json::to_string_pretty(&record)?;
-    twobit_format::write_atomic(&with_suffix(&run.stem, ".json"), json.as_bytes())?;
+    crate::util::write_output(&with_suffix(&run.stem, ".json"), json.as_bytes())?;
     // The checkpoint (optimizer state) is only needed to resume; the run is done.
     let _ = std::fs::remove_file(&ckpt);
     Ok(record)

@@ -56,8 +56,8 @@ pub fn write_cifar(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     for f in TRAIN_FILES {
-        twobit_format::write_atomic(&dir.join(f), &records(PER_TRAIN_FILE, &mut rng))?;
+        crate::util::write_output(&dir.join(f), &records(PER_TRAIN_FILE, &mut rng))?;
     }
-    twobit_format::write_atomic(&dir.join(TEST_FILE), &records(TEST_IMAGES, &mut rng))?;
+    crate::util::write_output(&dir.join(TEST_FILE), &records(TEST_IMAGES, &mut rng))?;
     Ok(())
 }

@@ -1,0 +1,50 @@
+//! `--dataset NAME [--data-dir DIR]` for the commands that read images: the built-in
+//! datasets, or the user's own ImageFolder directory (`folder`), decoded to the network's
+//! input shape.
+use anyhow::{bail, Context};
+use std::path::Path;
+use twobit_data::{DatasetKind, Splits};
+
+/// A loaded dataset and what describes it.
+pub struct Loaded {
+    /// Train and test splits, images of the requested shape.
+    pub splits: Splits,
+    /// Number of classes (a folder's class directories).
+    pub classes: usize,
+}
+
+/// Parses a `--dataset` name.
+pub fn kind(name: &str) -> anyhow::Result<DatasetKind> {
+    DatasetKind::from_name(name).with_context(|| {
+        format!("unknown dataset `{name}`: expected one of mnist, fashion-mnist, cifar10, folder")
+    })
+}
+
+/// Loads `kind` for a network whose input is `shape` (channels, height, width). Built-in
+/// datasets must already have that shape; a folder's images are converted and resized to it.
+pub fn load(kind: DatasetKind, dir: Option<&Path>, shape: [usize; 3]) -> anyhow::Result<Loaded> {
+    if kind == DatasetKind::Folder {
+        let dir = dir.map_or_else(|| kind.default_dir(), Path::to_path_buf);
+        let (splits, names) = twobit_data::load_folder(&dir, shape)?;
+        return Ok(Loaded {
+            splits,
+            classes: names.len(),
+        });
+    }
+    if kind.shape() != shape {
+        bail!(
+            "the network expects {}x{}x{} inputs but {} images are {}x{}x{}",
+            shape[0],
+            shape[1],
+            shape[2],
+            kind.name(),
+            kind.shape()[0],
+            kind.shape()[1],
+            kind.shape()[2]
+        );
+    }
+    Ok(Loaded {
+        splits: kind.load(dir)?,
+        classes: kind.classes(),
+    })
+}
