@@ -87,6 +87,26 @@ struct Row {
     output_error: Option<(f64, f64)>,
 }
 
+impl Row {
+    /// The row of a tensor stored in float, with an optional note saying why.
+    fn float(name: &str, float: &twobit_format::FloatTensor, note: Option<String>) -> Row {
+        Row {
+            name: name.to_string(),
+            shape: float.shape.clone(),
+            dtype: float.dtype.name().into(),
+            scheme: None,
+            bits_per_weight: 8.0 * float.dtype.size() as f64,
+            rel_error: None,
+            sparsity: None,
+            packing: None,
+            code_entropy: None,
+            table_error: None,
+            note,
+            output_error: None,
+        }
+    }
+}
+
 /// Encoding choices from the command line.
 struct Enc {
     write: twobit_format::WriteOptions,
@@ -199,20 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let float = util::float_tensor(dtype, &view);
         if !quantize_this(name, view.shape()) {
-            rows.push(Row {
-                name: name.clone(),
-                shape: float.shape.clone(),
-                dtype: dtype.name().into(),
-                scheme: None,
-                bits_per_weight: 8.0 * dtype.size() as f64,
-                rel_error: None,
-                sparsity: None,
-                packing: None,
-                code_entropy: None,
-                table_error: None,
-                note: None,
-                output_error: None,
-            });
+            rows.push(Row::float(name, &float, None));
             model.tensors.insert(name.clone(), Tensor::Float(float));
             continue;
         }
@@ -332,20 +339,7 @@ fn quantize(
             "kept float: packed would take {} bytes, float {float_bytes}",
             size.total()
         ));
-        let row = Row {
-            name: name.to_string(),
-            shape: float.shape.clone(),
-            dtype: float.dtype.name().into(),
-            scheme: None,
-            bits_per_weight: 8.0 * float.dtype.size() as f64,
-            rel_error: None,
-            sparsity: None,
-            packing: None,
-            code_entropy: None,
-            table_error: None,
-            note: Some(notes.join("; ")),
-            output_error: None,
-        };
+        let row = Row::float(name, float, Some(notes.join("; ")));
         return Ok((Tensor::Float(float.clone()), row));
     }
     let n = p.numel().max(1);
@@ -462,20 +456,7 @@ fn compress_network(
             rows.push(row);
             *t = q;
         } else {
-            rows.push(Row {
-                name: name.clone(),
-                shape: float.shape.clone(),
-                dtype: float.dtype.name().into(),
-                scheme: None,
-                bits_per_weight: 8.0 * float.dtype.size() as f64,
-                rel_error: None,
-                sparsity: None,
-                packing: None,
-                code_entropy: None,
-                table_error: None,
-                note: None,
-                output_error: None,
-            });
+            rows.push(Row::float(name, float, None));
         }
     }
     let p = &mut model.provenance;
