@@ -251,24 +251,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
         model.arch = Some(arch);
     }
-    let p = &mut model.provenance;
-    p.insert("producer".into(), "twobit compress".into());
-    p.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    p.insert("scheme".into(), scheme.name().into());
-    p.insert("granularity".into(), granularity.name().into());
-    p.insert("keep".into(), serde_json::to_string(&args.keep)?);
-    let source = args
-        .input
-        .file_name()
-        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-    p.insert("source".into(), source);
-
-    let out = model
-        .to_bytes_with(&enc.write)
-        .context("cannot encode the compressed model")?;
-    if !args.dry_run {
-        util::write_output(&args.output, &out)?;
-    }
+    let out = finish(&args, &mut model, scheme, granularity, &enc)?;
     report(&args, &rows, &skipped, bytes.len() as u64, out.len() as u64)
 }
 
@@ -460,11 +443,6 @@ fn compress_network(
         }
     }
     let p = &mut model.provenance;
-    p.insert("producer".into(), "twobit compress".into());
-    p.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    p.insert("scheme".into(), scheme.name().into());
-    p.insert("granularity".into(), granularity.name().into());
-    p.insert("keep".into(), serde_json::to_string(&args.keep)?);
     p.insert("quantize_all".into(), args.quantize_all.to_string());
     if let Some(d) = &args.calibrate {
         p.insert("calibrate".into(), d.clone());
@@ -482,6 +460,25 @@ fn compress_network(
             );
         }
     }
+    let out = finish(args, &mut model, scheme, granularity, &enc)?;
+    report(args, &rows, &[], in_bytes, out.len() as u64)
+}
+
+/// What both inputs end with: the provenance every compressed file records, the encoded
+/// file, and writing it unless `--dry-run`. Returns the encoded bytes (for the size line).
+fn finish(
+    args: &Args,
+    model: &mut Model,
+    scheme: Scheme,
+    granularity: Granularity,
+    enc: &Enc,
+) -> anyhow::Result<Vec<u8>> {
+    let p = &mut model.provenance;
+    p.insert("producer".into(), "twobit compress".into());
+    p.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    p.insert("scheme".into(), scheme.name().into());
+    p.insert("granularity".into(), granularity.name().into());
+    p.insert("keep".into(), serde_json::to_string(&args.keep)?);
     let source = args
         .input
         .file_name()
@@ -493,7 +490,7 @@ fn compress_network(
     if !args.dry_run {
         util::write_output(&args.output, &out)?;
     }
-    report(args, &rows, &[], in_bytes, out.len() as u64)
+    Ok(out)
 }
 
 /// The safetensors header's `__metadata__` (empty when absent; the file was validated).
