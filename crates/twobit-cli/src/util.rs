@@ -3,7 +3,7 @@ use anyhow::{bail, Context};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::path::Path;
-use twobit_format::{FloatDtype, FloatTensor};
+use twobit_format::{FloatDtype, FloatTensor, IntDtype};
 
 /// The safetensors dtype of a float tensor, or `None` for integer/bool/fp8 dtypes.
 pub fn float_dtype(d: Dtype) -> Option<FloatDtype> {
@@ -13,6 +13,26 @@ pub fn float_dtype(d: Dtype) -> Option<FloatDtype> {
         Dtype::F32 => Some(FloatDtype::F32),
         Dtype::F64 => Some(FloatDtype::F64),
         _ => None,
+    }
+}
+
+/// The non-float dtypes a file carries through unchanged (see [`twobit_format::IntTensor`]).
+pub fn int_dtype(d: Dtype) -> Option<IntDtype> {
+    IntDtype::from_name(&d.to_string())
+}
+
+/// Maps a non-float format dtype back to safetensors'.
+pub fn st_int_dtype(d: IntDtype) -> Dtype {
+    match d {
+        IntDtype::Bool => Dtype::BOOL,
+        IntDtype::U8 => Dtype::U8,
+        IntDtype::I8 => Dtype::I8,
+        IntDtype::U16 => Dtype::U16,
+        IntDtype::I16 => Dtype::I16,
+        IntDtype::U32 => Dtype::U32,
+        IntDtype::I32 => Dtype::I32,
+        IntDtype::U64 => Dtype::U64,
+        IntDtype::I64 => Dtype::I64,
     }
 }
 
@@ -239,29 +259,51 @@ pub fn size_ratio(bytes: u64, reference: u64) -> String {
     }
 }
 
+/// Warns about each `--keep` pattern that matches no tensor name (a typo would otherwise
+/// silently quantize the layer it meant to keep).
+pub fn warn_unmatched_keep<'a>(
+    patterns: &[String],
+    keep: &[regex::Regex],
+    names: impl Iterator<Item = &'a str> + Clone,
+) {
+    for (p, r) in patterns.iter().zip(keep) {
+        if !names.clone().any(|n| r.is_match(n)) {
+            eprintln!("warning: --keep '{p}' matches no tensor");
+        }
+    }
+}
+
 /// When stderr is not a terminal (a log file, CI), progress bars draw nothing; this says when
 /// to print a plain progress line instead: every few seconds.
 pub struct Ticker {
     on: bool,
     last: std::time::Instant,
+    every: std::time::Duration,
 }
 
 impl Ticker {
-    /// Seconds between lines.
+    /// Seconds between lines, unless `TWOBIT_PROGRESS_SECONDS` says otherwise (tests set 0
+    /// to see the lines without waiting).
     const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
     /// Active only when stderr is not a terminal.
     pub fn new() -> Self {
         use std::io::IsTerminal;
+        let every = std::env::var("TWOBIT_PROGRESS_SECONDS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map_or(Self::EVERY, std::time::Duration::from_secs_f64);
         Ticker {
             on: !std::io::stderr().is_terminal(),
             last: std::time::Instant::now(),
+            every,
         }
     }
 
     /// Whether a line is due now (then the next one is due a few seconds later).
     pub fn due(&mut self) -> bool {
-        if self.on && self.last.elapsed() >= Self::EVERY {
+        if self.on && self.last.elapsed() >= self.every {
             self.last = std::time::Instant::now();
             true
         } else {

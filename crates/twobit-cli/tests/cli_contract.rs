@@ -374,6 +374,23 @@ fn inputs_are_refused_early_or_kept_as_they_are() {
     assert!(e.contains("already a .twobit file"), "{e}");
     assert!(!out.exists());
 
+    // Integer tensors alone are nothing to compress (they are kept, not quantized).
+    let ints = d.join("ints.safetensors");
+    let steps = 7i64.to_le_bytes();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1], &steps).unwrap();
+    std::fs::write(
+        &ints,
+        safetensors::serialize(vec![("bn.num_batches_tracked", view)], None).unwrap(),
+    )
+    .unwrap();
+    let e = one_error(
+        &twobit(&["compress", s(&ints), s(&out), "tern"]),
+        "integer-only input",
+    );
+    assert!(e.contains("no float tensor"), "{e}");
+    assert!(!out.exists());
+
     dataset(d, 100);
     let m = d.join("m.twobit");
     for (flag, value) in [("--test-limit", "0"), ("--stop-after", "0"), ("--lr", "-1")] {
@@ -565,6 +582,29 @@ fn provenance_reproduces_the_run_and_eval_reads_it() {
     ]);
     assert!(e.status.success(), "{}", stderr(&e));
     assert!(stderr(&e).contains("warning:"), "{}", stderr(&e));
+    // eval needs only the test split: the same accuracy without the training files.
+    let full = json(&twobit(&["eval", s(&out), "--data-dir", s(d), "--json"]));
+    let test_only = d.join("test-only");
+    std::fs::create_dir(&test_only).unwrap();
+    for f in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+        std::fs::copy(d.join(f), test_only.join(f)).unwrap();
+    }
+    let t = json(&twobit(&[
+        "eval",
+        s(&out),
+        "--data-dir",
+        s(&test_only),
+        "--json",
+    ]));
+    assert_eq!(t["test_accuracy"], full["test_accuracy"]);
+    assert_eq!(t["images"], full["images"]);
+    // ... while a missing test split is still one clear line naming it.
+    std::fs::remove_file(test_only.join("t10k-labels-idx1-ubyte")).unwrap();
+    let e = one_error(
+        &twobit(&["eval", s(&out), "--data-dir", s(&test_only)]),
+        "eval without test labels",
+    );
+    assert!(e.contains("t10k-labels"), "{e}");
 }
 
 // ---- 9. Labels and warnings -------------------------------------------------------------------
@@ -644,6 +684,34 @@ fn labels_and_warnings_say_what_happened() {
     );
     // stderr is not a terminal here: the epoch still shows progress lines.
     assert!(stderr(&r).contains("epoch 1/1"), "{}", stderr(&r));
+    // ... and a step line every few seconds within it (0 s here, so every step).
+    let mut a: Vec<String> = ["train", "--model", "mlp", "--dataset", "mnist", "--scheme"]
+        .map(String::from)
+        .to_vec();
+    a.extend(["tern", "--epochs", "1", "--batch-size", "10", "--data-dir"].map(String::from));
+    a.extend([
+        s(d).to_string(),
+        "--out".into(),
+        s(&d.join("tick.twobit")).to_string(),
+    ]);
+    a.extend(["--keep", "^no-such-layer$"].map(String::from));
+    let r = Command::new(env!("CARGO_BIN_EXE_twobit"))
+        .args(&a)
+        .env("TWOBIT_PROGRESS_SECONDS", "0")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", stderr(&r));
+    let e = stderr(&r);
+    let steps = e.lines().filter(|l| l.contains(": step ")).count();
+    assert!(steps >= 5, "expected a progress line per step: {e}");
+    assert!(e.contains("epoch 1/1: step 1/"), "{e}");
+    // a --keep that matches no weight of the network is said before training
+    let warn = e.find("warning: --keep '^no-such-layer$' matches no tensor");
+    assert!(warn.is_some_and(|w| w < e.find(": step ").unwrap()), "{e}");
+    // the same run with --keep naming a real layer says nothing about it
+    let r = train(d, &d.join("kept.twobit"), &["--keep", "^fc1\\."]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(!stderr(&r).contains("warning: --keep"), "{}", stderr(&r));
     let b = twobit(&["bench", s(&fp), "--iters", "1", "--batch-size", "2"]);
     let bt = String::from_utf8_lossy(&b.stdout).into_owned();
     assert!(b.status.success(), "{}", stderr(&b));

@@ -164,8 +164,17 @@ fn compress_decompress_gives_exactly_the_quantized_values() {
             let mut names = dec.names();
             names.sort();
             let mut want: Vec<&str> = SPEC.iter().map(|t| t.0).collect();
+            want.push("bn.num_batches_tracked");
             want.sort();
-            assert_eq!(names, want, "int tensor skipped, all float tensors present");
+            assert_eq!(names, want, "every tensor of the input comes back");
+            // the integer tensor is carried through byte for byte, as an integer
+            let (orig, got) = (
+                src.tensor("bn.num_batches_tracked").unwrap(),
+                dec.tensor("bn.num_batches_tracked").unwrap(),
+            );
+            assert_eq!(got.dtype(), Dtype::I64);
+            assert_eq!(got.shape(), orig.shape());
+            assert_eq!(got.data(), orig.data());
             for (name, dtype, shape) in SPEC {
                 let orig = src.tensor(name).unwrap();
                 let got = dec.tensor(name).unwrap();
@@ -226,7 +235,19 @@ fn json_reports_and_inspect() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     let tensors = v["tensors"].as_array().unwrap();
-    assert_eq!(tensors.len(), SPEC.len());
+    assert_eq!(
+        tensors.len(),
+        SPEC.len() + 1,
+        "the I64 tensor is listed too"
+    );
+    let steps = tensors
+        .iter()
+        .find(|t| t["name"] == "bn.num_batches_tracked")
+        .unwrap();
+    assert_eq!(steps["kind"], "int");
+    assert_eq!(steps["dtype"], "I64");
+    assert_eq!(v["total"]["int_tensors"], 1);
+    assert_eq!(v["skipped"].as_array().map(Vec::len), Some(0));
     let conv = tensors
         .iter()
         .find(|t| t["name"] == "conv1.weight")
@@ -238,7 +259,6 @@ fn json_reports_and_inspect() {
         v["total"]["output_bytes"].as_u64().unwrap(),
         std::fs::metadata(&packed).unwrap().len()
     );
-    assert_eq!(v["skipped"][0]["name"], "bn.num_batches_tracked");
 
     let out = twobit(&["inspect", s(&packed), "--json"]);
     assert!(
@@ -283,6 +303,9 @@ fn json_reports_and_inspect() {
     assert_eq!(t["sparsity"], c["sparsity"]);
     assert_eq!(named("emb.weight")["kind"], "packed");
     assert_eq!(named("scale")["kind"], "float");
+    assert_eq!(named("bn.num_batches_tracked")["kind"], "int");
+    assert_eq!(named("bn.num_batches_tracked")["bytes"], 8);
+    assert_eq!(i["total"]["int_bytes"], 8);
     assert_eq!(i["provenance"]["scheme"], "quat");
     assert_eq!(i["provenance"]["source"], "model.safetensors");
 

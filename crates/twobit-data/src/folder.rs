@@ -70,13 +70,63 @@ pub fn cache_path(dir: &Path, split: &str, shape: [usize; 3]) -> PathBuf {
 /// # Errors
 /// The `Folder*` variants of [`DataError`]: each names the directory or file at fault.
 pub fn load_folder(dir: &Path, shape: [usize; 3]) -> Result<(Splits, Vec<String>), DataError> {
+    let f = open(dir, shape, true)?;
+    // List both splits before decoding anything, so listing errors come first.
+    let train_files = list_split(&f.dir.join("train"), &f.classes, true)?;
+    let test_files = list_split(&f.dir.join("test"), &f.classes, false)?;
+    if test_files.is_empty() {
+        return Err(DataError::FolderNoImages {
+            dir: f.dir.join("test"),
+        });
+    }
+    let train = load_split(&f.dir, "train", &train_files, &f.names, shape)?;
+    let test = load_split(&f.dir, "test", &test_files, &f.names, shape)?;
+    Ok((Splits { train, test }, f.names))
+}
+
+/// Loads only the test split of a folder dataset (what evaluation needs), with the class
+/// names. The classes are `train`'s subdirectories when `train` exists (checked against
+/// `test` as in [`load_folder`]), otherwise `test`'s own, sorted the same way: a test-only
+/// copy of a dataset labels its images as the full one does when every class has a test
+/// directory.
+///
+/// # Errors
+/// As [`load_folder`], except that a missing `train` directory is not one.
+pub fn load_folder_test(
+    dir: &Path,
+    shape: [usize; 3],
+) -> Result<(Dataset, Vec<String>), DataError> {
+    let f = open(dir, shape, false)?;
+    let test_dir = f.dir.join("test");
+    let files = list_split(&test_dir, &f.classes, false)?;
+    if files.is_empty() {
+        return Err(DataError::FolderNoImages { dir: test_dir });
+    }
+    let test = load_split(&f.dir, "test", &files, &f.names, shape)?;
+    Ok((test, f.names))
+}
+
+/// A checked folder dataset: its absolute directory and its classes.
+struct Opened {
+    dir: PathBuf,
+    classes: Vec<OsString>,
+    names: Vec<String>,
+}
+
+/// Checks the shape and the directory layout and finds the classes (see [`load_folder`]);
+/// `train` may be missing unless `need_train`.
+fn open(dir: &Path, shape: [usize; 3], need_train: bool) -> Result<Opened, DataError> {
     check_shape(shape)?;
     // Errors should show the full path, also for relative arguments.
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     if !dir.is_dir() {
         return Err(DataError::FolderMissingDir { dir });
     }
-    let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
+    let (mut train_dir, test_dir) = (dir.join("train"), dir.join("test"));
+    if !train_dir.is_dir() && !need_train {
+        // Classes from the test split itself.
+        train_dir = test_dir.clone();
+    }
     for split_dir in [&train_dir, &test_dir] {
         if !split_dir.is_dir() {
             return Err(DataError::FolderMissingSplit {
@@ -111,15 +161,11 @@ pub fn load_folder(dir: &Path, shape: [usize; 3]) -> Result<(Splits, Vec<String>
         .iter()
         .map(|c| c.to_string_lossy().into_owned())
         .collect();
-    // List both splits before decoding anything, so listing errors come first.
-    let train_files = list_split(&train_dir, &classes, true)?;
-    let test_files = list_split(&test_dir, &classes, false)?;
-    if test_files.is_empty() {
-        return Err(DataError::FolderNoImages { dir: test_dir });
-    }
-    let train = load_split(&dir, "train", &train_files, &names, shape)?;
-    let test = load_split(&dir, "test", &test_files, &names, shape)?;
-    Ok((Splits { train, test }, names))
+    Ok(Opened {
+        dir,
+        classes,
+        names,
+    })
 }
 
 /// Rejects shapes that cannot be produced: channels other than 1 or 3, a zero or too

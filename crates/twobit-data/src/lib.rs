@@ -49,7 +49,9 @@ use std::str::FromStr;
 
 pub use batch::{Augment, CROP_PADDING};
 pub use error::DataError;
-pub use folder::{cache_path, load_folder, CACHE_DIR, IMAGE_EXTENSIONS, MAX_CLASSES};
+pub use folder::{
+    cache_path, load_folder, load_folder_test, CACHE_DIR, IMAGE_EXTENSIONS, MAX_CLASSES,
+};
 use twobit_format::Normalize;
 
 /// Environment variable that overrides the root of the default data directories.
@@ -234,6 +236,26 @@ impl DatasetKind {
                 train: cifar::load_files(&dir, &cifar::TRAIN_FILES)?,
                 test: cifar::load_files(&dir, &[cifar::TEST_FILE])?,
             }),
+            Self::Folder => Err(DataError::FolderNeedsShape),
+        }
+    }
+
+    /// Loads only the test split (what evaluation needs: the training files may be absent).
+    ///
+    /// # Errors
+    /// As [`Self::load`], for the test files only.
+    pub fn load_test(self, dir: Option<&Path>) -> Result<Dataset, DataError> {
+        if self == Self::Folder {
+            return Err(DataError::FolderNeedsShape);
+        }
+        let dir = dir.map_or_else(|| self.default_dir(), Path::to_path_buf);
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        if !dir.is_dir() {
+            return Err(DataError::MissingDir { kind: self, dir });
+        }
+        match self {
+            Self::Mnist | Self::FashionMnist => idx::load_split(self, &dir, "t10k"),
+            Self::Cifar10 => cifar::load_files(&dir, &[cifar::TEST_FILE]),
             Self::Folder => Err(DataError::FolderNeedsShape),
         }
     }

@@ -33,6 +33,14 @@ fn missing_batch_file() {
     let msg = err.to_string();
     assert!(msg.contains(&p.display().to_string()), "{msg}");
     assert!(msg.contains("cifar-10-binary.tar.gz"), "{msg}");
+    // evaluation reads the test batch only, so a missing training batch does not stop it
+    let test = DatasetKind::Cifar10.load_test(Some(dir.path())).unwrap();
+    assert_eq!(test.len(), 1);
+    fs::remove_file(dir.path().join("test_batch.bin")).unwrap();
+    let err = DatasetKind::Cifar10
+        .load_test(Some(dir.path()))
+        .unwrap_err();
+    assert!(err.to_string().contains("test_batch.bin"), "{err}");
 }
 
 #[test]

@@ -556,3 +556,28 @@ fn error_messages_are_absolute_for_relative_arguments() {
         .join("surely-missing-folder-dataset");
     names_path(&e, &abs);
 }
+
+#[test]
+fn test_split_alone_loads_with_the_same_labels() {
+    let tmp = fixture();
+    let (full, names) = load(tmp.path(), [3, 8, 8]);
+    // with train present: its classes, and exactly the test split load_folder gives
+    let (test, test_names) = twobit_data::load_folder_test(tmp.path(), [3, 8, 8]).unwrap();
+    assert_eq!(test_names, names);
+    assert_eq!(test.labels, full.test.labels);
+    assert!(test.images == full.test.images, "pixels differ");
+    // without train: the test split's own classes (every class has a test directory here)
+    fs::remove_dir_all(tmp.path().join("train")).unwrap();
+    let (alone, alone_names) = twobit_data::load_folder_test(tmp.path(), [3, 8, 8]).unwrap();
+    assert_eq!(alone_names, names);
+    assert_eq!(alone.labels, full.test.labels);
+    assert!(alone.images == full.test.images, "pixels differ");
+    // while training still needs train/, said in one line
+    let e = load_err(tmp.path(), [3, 8, 8]);
+    assert!(matches!(e, DataError::FolderMissingSplit { .. }), "{e}");
+    names_path(&e, &tmp.path().join("train"));
+    // and no test split at all is the same error, naming test/
+    fs::remove_dir_all(tmp.path().join("test")).unwrap();
+    let e = twobit_data::load_folder_test(tmp.path(), [3, 8, 8]).unwrap_err();
+    names_path(&e, &tmp.path().join("test"));
+}

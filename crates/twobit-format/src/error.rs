@@ -290,6 +290,34 @@ pub enum FormatError {
         /// The tensor name.
         tensor: String,
     },
+    /// The architecture uses a non-float tensor as weights.
+    #[error("arch layer {layer} uses '{tensor}', a {dtype} tensor, as weights")]
+    ArchIntTensor {
+        /// Node name.
+        layer: String,
+        /// Tensor name.
+        tensor: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// A non-float tensor in a file older than the version that introduced them.
+    #[error("tensor '{tensor}': non-float tensors need format version 3, the file says {version}")]
+    IntTensorVersion {
+        /// Tensor name.
+        tensor: String,
+        /// The file's version.
+        version: u32,
+    },
+    /// A BOOL tensor holds a byte other than 0 or 1.
+    #[error("tensor '{tensor}': BOOL element {index} is {value}, not 0 or 1")]
+    BadBool {
+        /// Tensor name.
+        tensor: String,
+        /// Element index.
+        index: usize,
+        /// The byte.
+        value: u8,
+    },
     /// The architecture is not a well-formed graph over the model's tensors (a node's
     /// input, shape, parameter or output is wrong); the message names the node.
     #[error("invalid arch: {0}")]

@@ -15,7 +15,7 @@
 //! JSON header = {
 //!   "__metadata__": {                          (all values are strings)
 //!     "twobit.format":   "twobit",             magic
-//!     "twobit.version":  "2",                  FORMAT_VERSION (1 is still read)
+//!     "twobit.version":  "2" | "3",            3 only with an "int" tensor (1 is still read)
 //!     "twobit.producer": "twobit-format 0.1.0",
 //!     "twobit.manifest": "{\"tensors\":{...},\"arch\":...}",
 //!     "twobit.provenance.<key>": "<value>", ...
@@ -24,8 +24,10 @@
 //!   "<W>.levels":     {"dtype":"F32"|"F16", "shape":[groups,4 or 3], ...},
 //!   "<W>.thresholds": {"dtype":"F32"|"F16", "shape":[groups,3 or 2], ...},
 //!   "<F>":            {"dtype":"F16"|"BF16"|"F32"|"F64", "shape":[...], ...}
+//!   "<I>":            {"dtype":"BOOL"|"U8"|"I8"|...|"I64", "shape":[...], ...}  (version 3)
 //! }
 //!
+//! manifest entry of F: {"kind":"float", "dtype", "shape"}; of I: {"kind":"int", "dtype", "shape"}
 //! manifest entry of W: {"kind":"packed", ..., "packing":"base2"|"base3"|"rans",
 //!                       "table_dtype":"F32"|"F16", "table_layout":"full"|"ternary"}
 //!                      (absent fields, as in version 1: base2, F32, full)
@@ -101,9 +103,13 @@ use std::path::Path;
 pub type Layout = BTreeMap<String, StoredSize>;
 use twobit_quant::{Granularity, Levels, Quantized, Scheme};
 
-/// Format version written into every file. Version 2 stores the network as a graph of
-/// nodes ([`graph`]); version-1 files (a layer list) are still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// Newest format version written and read. Version 2 stores the network as a graph of
+/// nodes ([`graph`]); version 3 adds non-float tensors ([`IntTensor`]) and is written only
+/// by a model that holds one, so every other file stays readable by version-2 readers.
+/// Version-1 files (a layer list) are still read.
+pub const FORMAT_VERSION: u32 = 3;
+/// Format version of a file without non-float tensors.
+pub const GRAPH_FORMAT_VERSION: u32 = 2;
 /// Oldest format version still read.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Value of the `twobit.format` metadata key.
@@ -265,6 +271,120 @@ impl FloatTensor {
     }
 }
 
+/// Element type of a non-float tensor carried through unchanged (for example PyTorch's
+/// `num_batches_tracked`, an I64): twobit never computes with it, but a file converted from
+/// safetensors keeps every tensor of its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntDtype {
+    /// bool, one byte per element, 0 or 1.
+    Bool,
+    /// u8.
+    U8,
+    /// i8.
+    I8,
+    /// u16.
+    U16,
+    /// i16.
+    I16,
+    /// u32.
+    U32,
+    /// i32.
+    I32,
+    /// u64.
+    U64,
+    /// i64.
+    I64,
+}
+
+impl IntDtype {
+    /// Every dtype.
+    pub const ALL: [IntDtype; 9] = [
+        IntDtype::Bool,
+        IntDtype::U8,
+        IntDtype::I8,
+        IntDtype::U16,
+        IntDtype::I16,
+        IntDtype::U32,
+        IntDtype::I32,
+        IntDtype::U64,
+        IntDtype::I64,
+    ];
+
+    /// The safetensors name ("BOOL", "U8", ..., "I64").
+    pub fn name(self) -> &'static str {
+        match self {
+            IntDtype::Bool => "BOOL",
+            IntDtype::U8 => "U8",
+            IntDtype::I8 => "I8",
+            IntDtype::U16 => "U16",
+            IntDtype::I16 => "I16",
+            IntDtype::U32 => "U32",
+            IntDtype::I32 => "I32",
+            IntDtype::U64 => "U64",
+            IntDtype::I64 => "I64",
+        }
+    }
+
+    /// Parses a safetensors name.
+    pub fn from_name(s: &str) -> Option<IntDtype> {
+        IntDtype::ALL.into_iter().find(|d| d.name() == s)
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            IntDtype::Bool | IntDtype::U8 | IntDtype::I8 => 1,
+            IntDtype::U16 | IntDtype::I16 => 2,
+            IntDtype::U32 | IntDtype::I32 => 4,
+            IntDtype::U64 | IntDtype::I64 => 8,
+        }
+    }
+}
+
+impl std::fmt::Display for IntDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A non-float tensor stored exactly as it came: its dtype, shape and little-endian bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntTensor {
+    /// Element type as stored.
+    pub dtype: IntDtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Raw little-endian bytes.
+    pub data: Vec<u8>,
+}
+
+impl IntTensor {
+    /// Number of elements according to the shape.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The values as i128 (every supported dtype fits), for display and tests.
+    pub fn values(&self) -> Vec<i128> {
+        let w = self.dtype.size();
+        self.data
+            .chunks_exact(w)
+            .map(|b| {
+                let mut a = [0u8; 8];
+                a[..w].copy_from_slice(b);
+                let u = u64::from_le_bytes(a);
+                match self.dtype {
+                    IntDtype::I8 => i128::from(b[0] as i8),
+                    IntDtype::I16 => i128::from(u as u16 as i16),
+                    IntDtype::I32 => i128::from(u as u32 as i32),
+                    IntDtype::I64 => i128::from(u as i64),
+                    _ => i128::from(u),
+                }
+            })
+            .collect()
+    }
+}
+
 /// A quantized tensor as stored: packed codes (4 per byte) and level/threshold tables.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedTensor {
@@ -417,6 +537,8 @@ pub enum Tensor {
     Packed(PackedTensor),
     /// Kept in float.
     Float(FloatTensor),
+    /// A non-float tensor carried through unchanged (never computed with).
+    Int(IntTensor),
 }
 
 impl Tensor {
@@ -425,14 +547,16 @@ impl Tensor {
         match self {
             Tensor::Packed(p) => &p.shape,
             Tensor::Float(f) => &f.shape,
+            Tensor::Int(t) => &t.shape,
         }
     }
 
-    /// The values as f32 (packed tensors dequantized).
+    /// The values as f32 (packed tensors dequantized, integers converted).
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
             Tensor::Packed(p) => p.dequantize(),
             Tensor::Float(f) => f.to_f32(),
+            Tensor::Int(t) => t.values().into_iter().map(|v| v as f32).collect(),
         }
     }
 
@@ -441,6 +565,7 @@ impl Tensor {
         match self {
             Tensor::Packed(p) => p.stored_bytes(),
             Tensor::Float(f) => f.data.len(),
+            Tensor::Int(t) => t.data.len(),
         }
     }
 }

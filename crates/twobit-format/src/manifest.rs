@@ -20,6 +20,8 @@ pub(crate) enum Entry {
     Packed(PackedEntry),
     /// Stored under NAME as it came.
     Float { dtype: String, shape: Vec<usize> },
+    /// Stored under NAME as it came (version 3 on).
+    Int { dtype: String, shape: Vec<usize> },
 }
 
 /// The manifest entry of a packed tensor.

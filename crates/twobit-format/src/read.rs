@@ -5,9 +5,9 @@ use crate::manifest::{Entry, Manifest, PackedEntry};
 use crate::validate;
 use crate::{base3, rans, Layout};
 use crate::{
-    Arch, FloatDtype, FloatTensor, FormatError, Model, PackedTensor, Tensor, CODES_SUFFIX,
-    FORMAT_VERSION, KEY_FORMAT, KEY_MANIFEST, KEY_VERSION, LEVELS_SUFFIX, MAGIC, MAX_HEADER_BYTES,
-    MAX_TENSORS, MIN_FORMAT_VERSION, PROVENANCE_PREFIX, THRESHOLDS_SUFFIX,
+    Arch, FloatDtype, FloatTensor, FormatError, IntDtype, IntTensor, Model, PackedTensor, Tensor,
+    CODES_SUFFIX, FORMAT_VERSION, KEY_FORMAT, KEY_MANIFEST, KEY_VERSION, LEVELS_SUFFIX, MAGIC,
+    MAX_HEADER_BYTES, MAX_TENSORS, MIN_FORMAT_VERSION, PROVENANCE_PREFIX, THRESHOLDS_SUFFIX,
 };
 use safetensors::tensor::{Dtype, Metadata, SafeTensorError};
 use safetensors::SafeTensors;
@@ -431,6 +431,35 @@ fn float(
     Ok(f)
 }
 
+fn int(
+    st: &Container<'_>,
+    used: &mut HashSet<String>,
+    name: &str,
+    dtype: &str,
+    shape: Vec<usize>,
+) -> Result<IntTensor, FormatError> {
+    let dtype = IntDtype::from_name(dtype).ok_or_else(|| FormatError::UnsupportedDtype {
+        tensor: name.to_string(),
+        dtype: dtype.to_string(),
+    })?;
+    validate::numel(name, &shape, 0)?;
+    let view = stored(st, used, name.to_string(), crate::write::int_dtype(dtype))?;
+    if view.shape != shape.as_slice() {
+        return Err(FormatError::ShapeMismatch {
+            tensor: name.to_string(),
+            expected: shape,
+            actual: view.shape.to_vec(),
+        });
+    }
+    let t = IntTensor {
+        dtype,
+        shape,
+        data: view.data.to_vec(),
+    };
+    validate::int(name, &t)?;
+    Ok(t)
+}
+
 pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Model, FormatError> {
     from_bytes_with_layout(bytes).map(|(m, _)| m)
 }
@@ -486,6 +515,15 @@ pub(crate) fn from_bytes_with_layout(bytes: &[u8]) -> Result<(Model, Layout), Fo
             }
             Entry::Float { dtype, shape } => {
                 Tensor::Float(float(&st, &mut used, &name, &dtype, shape)?)
+            }
+            Entry::Int { dtype, shape } => {
+                if version < 3 {
+                    return Err(FormatError::IntTensorVersion {
+                        tensor: name,
+                        version,
+                    });
+                }
+                Tensor::Int(int(&st, &mut used, &name, &dtype, shape)?)
             }
         };
         tensors.insert(name, t);

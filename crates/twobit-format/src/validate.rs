@@ -1,5 +1,8 @@
 //! Invariants shared by the reader and the writer.
-use crate::{Arch, FloatTensor, FormatError, Model, PackedTensor, Tensor, MAX_DIMS, MAX_ELEMENTS};
+use crate::{
+    Arch, FloatTensor, FormatError, IntDtype, IntTensor, Model, PackedTensor, Tensor, MAX_DIMS,
+    MAX_ELEMENTS,
+};
 use twobit_quant::Levels;
 
 /// Checked element count of a shape, within [`MAX_DIMS`] and [`MAX_ELEMENTS`].
@@ -90,6 +93,35 @@ pub(crate) fn levels(name: &str, group: usize, l: &Levels) -> Result<(), FormatE
     Ok(())
 }
 
+/// Data length matches shape and dtype; BOOL bytes are 0 or 1.
+pub(crate) fn int(name: &str, t: &IntTensor) -> Result<(), FormatError> {
+    let n = numel(name, &t.shape, 0)?;
+    let expected = n
+        .checked_mul(t.dtype.size())
+        .ok_or_else(|| FormatError::ShapeOverflow {
+            tensor: name.to_string(),
+            shape: t.shape.clone(),
+            max: MAX_ELEMENTS,
+        })?;
+    if t.data.len() != expected {
+        return Err(FormatError::DataLength {
+            tensor: name.to_string(),
+            expected,
+            actual: t.data.len(),
+        });
+    }
+    if t.dtype == IntDtype::Bool {
+        if let Some((index, &value)) = t.data.iter().enumerate().find(|(_, b)| **b > 1) {
+            return Err(FormatError::BadBool {
+                tensor: name.to_string(),
+                index,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Data length matches shape and dtype.
 pub(crate) fn float(name: &str, f: &FloatTensor) -> Result<(), FormatError> {
     let n = numel(name, &f.shape, 0)?;
@@ -116,6 +148,7 @@ pub(crate) fn model(m: &Model) -> Result<(), FormatError> {
         match t {
             Tensor::Packed(p) => packed(name, p)?,
             Tensor::Float(f) => float(name, f)?,
+            Tensor::Int(t) => int(name, t)?,
         }
     }
     if let Some(arch) = &m.arch {
@@ -154,11 +187,21 @@ pub(crate) fn arch(a: &Arch, m: &Model) -> Result<(), FormatError> {
             return inv(format!("node name `{}` is used twice", n.name));
         }
         for t in n.op.tensors() {
-            if !m.tensors.contains_key(t) {
-                return Err(FormatError::ArchMissingTensor {
-                    layer: n.name.clone(),
-                    tensor: t.to_string(),
-                });
+            match m.tensors.get(t) {
+                None => {
+                    return Err(FormatError::ArchMissingTensor {
+                        layer: n.name.clone(),
+                        tensor: t.to_string(),
+                    })
+                }
+                Some(Tensor::Int(i)) => {
+                    return Err(FormatError::ArchIntTensor {
+                        layer: n.name.clone(),
+                        tensor: t.to_string(),
+                        dtype: i.dtype.name().to_string(),
+                    })
+                }
+                Some(_) => {}
             }
         }
     }

@@ -2,8 +2,8 @@
 use crate::encoding::{TableDtype, WriteOptions};
 use crate::manifest::{Entry, Manifest, PackedEntry};
 use crate::{
-    FormatError, Model, Tensor, CODES_SUFFIX, FORMAT_VERSION, KEY_FORMAT, KEY_MANIFEST,
-    KEY_PRODUCER, KEY_VERSION, LEVELS_SUFFIX, MAGIC, MAX_HEADER_BYTES, MAX_TENSORS,
+    FormatError, Model, Tensor, CODES_SUFFIX, FORMAT_VERSION, GRAPH_FORMAT_VERSION, KEY_FORMAT,
+    KEY_MANIFEST, KEY_PRODUCER, KEY_VERSION, LEVELS_SUFFIX, MAGIC, MAX_HEADER_BYTES, MAX_TENSORS,
     PROVENANCE_PREFIX, THRESHOLDS_SUFFIX,
 };
 use safetensors::tensor::{Dtype, View};
@@ -41,6 +41,22 @@ pub(crate) fn float_dtype(d: crate::FloatDtype) -> Dtype {
         crate::FloatDtype::BF16 => Dtype::BF16,
         crate::FloatDtype::F32 => Dtype::F32,
         crate::FloatDtype::F64 => Dtype::F64,
+    }
+}
+
+/// The safetensors dtype of a non-float tensor.
+pub(crate) fn int_dtype(d: crate::IntDtype) -> Dtype {
+    use crate::IntDtype as I;
+    match d {
+        I::Bool => Dtype::BOOL,
+        I::U8 => Dtype::U8,
+        I::I8 => Dtype::I8,
+        I::U16 => Dtype::U16,
+        I::I16 => Dtype::I16,
+        I::U32 => Dtype::U32,
+        I::I32 => Dtype::I32,
+        I::U64 => Dtype::U64,
+        I::I64 => Dtype::I64,
     }
 }
 
@@ -129,6 +145,24 @@ pub(crate) fn to_bytes(m: &Model, opts: &WriteOptions) -> Result<Vec<u8>, Format
                     }),
                 );
             }
+            Tensor::Int(t) => {
+                put(
+                    &mut stored,
+                    name.clone(),
+                    Stored {
+                        dtype: int_dtype(t.dtype),
+                        shape: t.shape.clone(),
+                        data: Cow::Borrowed(&t.data),
+                    },
+                )?;
+                entries.insert(
+                    name.clone(),
+                    Entry::Int {
+                        dtype: t.dtype.name().to_string(),
+                        shape: t.shape.clone(),
+                    },
+                );
+            }
             Tensor::Float(f) => {
                 put(
                     &mut stored,
@@ -163,7 +197,13 @@ pub(crate) fn to_bytes(m: &Model, opts: &WriteOptions) -> Result<Vec<u8>, Format
         serde_json::to_string(&manifest).map_err(|e| FormatError::Encode(e.to_string()))?;
     let mut meta = HashMap::new();
     meta.insert(KEY_FORMAT.to_string(), MAGIC.to_string());
-    meta.insert(KEY_VERSION.to_string(), FORMAT_VERSION.to_string());
+    // The lowest version that can hold the model, so older readers open every file they can.
+    let version = if m.tensors.values().any(|t| matches!(t, Tensor::Int(_))) {
+        FORMAT_VERSION
+    } else {
+        GRAPH_FORMAT_VERSION
+    };
+    meta.insert(KEY_VERSION.to_string(), version.to_string());
     meta.insert(
         KEY_PRODUCER.to_string(),
         format!("twobit-format {}", env!("CARGO_PKG_VERSION")),

@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use twobit_format::{
-    FormatError, Model, Tensor, WriteOptions, FORMAT_VERSION, KEY_FORMAT, KEY_MANIFEST,
+    FormatError, Model, Tensor, WriteOptions, GRAPH_FORMAT_VERSION, KEY_FORMAT, KEY_MANIFEST,
     KEY_PRODUCER, KEY_VERSION, MAX_HEADER_BYTES,
 };
 use twobit_quant::{Granularity, Scheme};
@@ -16,7 +16,7 @@ fn metadata_keys_and_manifest() {
     let (h, _) = split(&bytes);
     let meta = &h["__metadata__"];
     assert_eq!(meta[KEY_FORMAT], "twobit");
-    assert_eq!(meta[KEY_VERSION], FORMAT_VERSION.to_string());
+    assert_eq!(meta[KEY_VERSION], GRAPH_FORMAT_VERSION.to_string());
     assert!(meta[KEY_PRODUCER].as_str().unwrap().starts_with("twobit"));
     assert_eq!(meta["twobit.provenance.source"], "unit test");
     let manifest: Value = serde_json::from_str(meta[KEY_MANIFEST].as_str().unwrap()).unwrap();
@@ -114,7 +114,7 @@ fn wrong_magic_version_and_missing_manifest() {
         Model::from_bytes(&magic),
         Err(FormatError::WrongMagic(_))
     ));
-    for v in ["3", "0", "one", ""] {
+    for v in ["4", "0", "one", ""] {
         let bad = edit_header(&good, |h| h["__metadata__"][KEY_VERSION] = v.into());
         assert!(
             matches!(

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use twobit_format::{Model, Packing, Tensor, WriteOptions};
+use twobit_format::{IntDtype, IntTensor, Model, Packing, Tensor, WriteOptions};
 use twobit_quant::{Granularity, Scheme};
 
 fn decoder() -> String {
@@ -66,6 +66,27 @@ with open(out, "wb") as f:
             cases.push((
                 format!("{scheme}-{gran}-default"),
                 m.clone(),
+                WriteOptions::default(),
+            ));
+            // Non-float tensors (format version 3) come back as their integers.
+            let mut ints = m.clone();
+            for (name, dtype, data) in [
+                ("n.tracked", IntDtype::I64, (-5i64).to_le_bytes().to_vec()),
+                ("n.mask", IntDtype::Bool, vec![1, 0, 1]),
+                ("n.idx", IntDtype::U16, vec![1, 0, 255, 255, 7, 0]),
+            ] {
+                let len = data.len() / dtype.size();
+                let shape = if dtype == IntDtype::I64 {
+                    vec![]
+                } else {
+                    vec![len]
+                };
+                ints.tensors
+                    .insert(name.into(), Tensor::Int(IntTensor { dtype, shape, data }));
+            }
+            cases.push((
+                format!("{scheme}-{gran}-ints"),
+                ints,
                 WriteOptions::default(),
             ));
             cases.push((

@@ -468,6 +468,7 @@ fn kind(
                             "{label}: constant `{name}` is 2-bit packed; only weights may be packed"
                         )))
                     }
+                    Tensor::Int(_) => return Err(tensors::not_float(&label, name)),
                 },
                 None => (shapes[&node.inputs[1]].clone(), None),
             };

@@ -81,7 +81,14 @@ pub(crate) fn float_vec(
         Tensor::Packed(_) => Err(RuntimeError::Unsupported(format!(
             "{layer}: `{name}` is 2-bit packed; only weights may be packed"
         ))),
+        Tensor::Int(_) => Err(not_float(layer, name)),
     }
+}
+
+/// An integer tensor where a layer needs numbers to compute with (the file reader refuses
+/// such an architecture; this keeps a hand-built model from reaching a kernel).
+pub(crate) fn not_float(layer: &str, name: &str) -> RuntimeError {
+    RuntimeError::Unsupported(format!("{layer}: `{name}` is an integer tensor"))
 }
 
 /// A layer's weights: packed 2-bit (one matrix per group, `rows/group` rows each), or
@@ -124,6 +131,7 @@ pub(crate) fn weights(
             Weights::Packed(packed_matrices(p, name, groups)?),
         )),
         Tensor::Float(t) => Ok((t.shape.clone(), Weights::Float(float_values(t, name)?))),
+        Tensor::Int(_) => Err(not_float(layer, name)),
     }
 }
 

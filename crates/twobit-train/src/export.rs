@@ -76,13 +76,14 @@ pub fn latent_weights<M: QatModel>(model: &M, eval: &EvalWeights) -> Model {
     }
 }
 
-/// Number of bytes the model's tensors take in f32.
+/// Number of bytes the model's tensors take in f32 (integer tensors as they are stored).
 pub fn fp32_bytes(file: &Model) -> u64 {
     file.tensors
         .values()
         .map(|t| match t {
             FileTensor::Packed(p) => p.numel() as u64 * 4,
             FileTensor::Float(f) => f.shape.iter().product::<usize>() as u64 * 4,
+            FileTensor::Int(t) => t.data.len() as u64,
         })
         .sum()
 }
@@ -105,6 +106,7 @@ pub(crate) fn values(file: &Model, name: &str, shape: &[usize]) -> Result<Vec<f3
     let (s, v) = match file.tensors.get(name) {
         Some(FileTensor::Packed(p)) => (p.shape.clone(), p.dequantize()),
         Some(FileTensor::Float(f)) => (f.shape.clone(), f.to_f32()),
+        Some(FileTensor::Int(t)) => return Err(err(format!("{} is not a float tensor", t.dtype))),
         None => return Err(err("missing".into())),
     };
     if s != shape {

@@ -69,6 +69,7 @@ fn shape_of(t: &FileTensor) -> Vec<usize> {
     match t {
         FileTensor::Packed(p) => p.shape.clone(),
         FileTensor::Float(f) => f.shape.clone(),
+        FileTensor::Int(t) => t.shape.clone(),
     }
 }
 

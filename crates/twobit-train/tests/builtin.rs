@@ -250,13 +250,7 @@ fn graphs_are_the_version_1_layer_lists_converted() {
         let model = twobit_train::models::builtin(kind, input, 10, 1).unwrap();
         let arch = model.arch.as_ref().unwrap();
         let norm = Normalize::identity(input[0]);
-        let shape = |t: &str| {
-            let t = model.tensors.get(t)?;
-            Some(match t {
-                twobit_format::Tensor::Float(f) => f.shape.clone(),
-                twobit_format::Tensor::Packed(p) => p.shape.clone(),
-            })
-        };
+        let shape = |t: &str| Some(model.tensors.get(t)?.shape().to_vec());
         let want = Arch::from_layers(kind.name().into(), input, 10, norm, &layers(kind), &shape);
         assert_eq!(arch, &want, "{kind}");
         // Every tensor the graph references is in the model, and only those.
@@ -264,11 +258,8 @@ fn graphs_are_the_version_1_layer_lists_converted() {
         used.sort();
         let have: Vec<&str> = model.tensors.keys().map(String::as_str).collect();
         assert_eq!(used, have, "{kind}: tensors");
-        arch.shapes(|t| match model.tensors.get(t)? {
-            twobit_format::Tensor::Float(f) => Some(f.shape.as_slice()),
-            twobit_format::Tensor::Packed(p) => Some(p.shape.as_slice()),
-        })
-        .unwrap();
+        arch.shapes(|t| Some(model.tensors.get(t)?.shape()))
+            .unwrap();
     }
 }
 

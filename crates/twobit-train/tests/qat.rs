@@ -200,13 +200,7 @@ fn check_arch(arch: &Arch, file: &twobit_format::Model) -> usize {
     let shapes: std::collections::BTreeMap<String, Vec<usize>> = file
         .tensors
         .iter()
-        .map(|(n, t)| {
-            let s = match t {
-                FileTensor::Packed(p) => p.shape.clone(),
-                FileTensor::Float(f) => f.shape.clone(),
-            };
-            (n.clone(), s)
-        })
+        .map(|(n, t)| (n.clone(), t.shape().to_vec()))
         .collect();
     let values = arch
         .shapes(|t| shapes.get(t).map(Vec::as_slice))

@@ -105,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             match model.tensors.get(word) {
                 Some(Tensor::Packed(_)) => return "2-bit",
                 Some(Tensor::Float(_)) => kind = "float",
-                None => {}
+                Some(Tensor::Int(_)) | None => {}
             }
         }
         kind

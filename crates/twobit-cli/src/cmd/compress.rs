@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use regex::Regex;
 use serde_json::json;
 use std::path::PathBuf;
-use twobit_format::{Model, PackedTensor, Tensor};
+use twobit_format::{IntDtype, IntTensor, Model, PackedTensor, Tensor};
 use twobit_quant::{Granularity, Scheme};
 
 /// Arguments.
@@ -88,6 +88,35 @@ struct Row {
 }
 
 impl Row {
+    /// The row of a non-float tensor, stored as it came.
+    fn int(name: &str, t: &IntTensor) -> Row {
+        Row {
+            name: name.to_string(),
+            shape: t.shape.clone(),
+            dtype: t.dtype.name().into(),
+            scheme: None,
+            bits_per_weight: 8.0 * t.dtype.size() as f64,
+            rel_error: None,
+            sparsity: None,
+            packing: None,
+            code_entropy: None,
+            table_error: None,
+            note: Some("integer, kept as is".into()),
+            output_error: None,
+        }
+    }
+
+    /// "packed", "float" or "int" (one word for the manifest's kinds).
+    fn kind(&self) -> &'static str {
+        if self.scheme.is_some() {
+            "packed"
+        } else if IntDtype::from_name(&self.dtype).is_some() {
+            "int"
+        } else {
+            "float"
+        }
+    }
+
     /// The row of a tensor stored in float, with an optional note saying why.
     fn float(name: &str, float: &twobit_format::FloatTensor, note: Option<String>) -> Row {
         Row {
@@ -181,7 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         file_arch = m.arch;
     }
-    warn_unmatched_keep(&args.keep, &keep, names.iter().map(String::as_str));
+    util::warn_unmatched_keep(&args.keep, &keep, names.iter().map(String::as_str));
 
     let quantize_this = |name: &str, shape: &[usize]| {
         shape.len() >= 2 && !shape.contains(&0) && !keep.iter().any(|r| r.is_match(name))
@@ -207,10 +236,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for name in &names {
         let view = st.tensor(name)?;
         let Some(dtype) = util::float_dtype(view.dtype()) else {
-            // Integer tensors (e.g. BatchNorm's num_batches_tracked) carry no weights.
+            // Integer tensors (e.g. BatchNorm's num_batches_tracked) carry no weights but
+            // belong to the user's file: kept exactly as they are.
+            if let Some(dtype) = util::int_dtype(view.dtype()) {
+                let t = IntTensor {
+                    dtype,
+                    shape: view.shape().to_vec(),
+                    data: view.data().to_vec(),
+                };
+                rows.push(Row::int(name, &t));
+                model.tensors.insert(name.clone(), Tensor::Int(t));
+                continue;
+            }
+            // What is left (8-bit floats, complex) has no meaning here.
             if !args.json {
                 eprintln!(
-                    "warning: skipping '{name}' ({}): only float tensors are stored",
+                    "warning: skipping '{name}' ({}): float8 tensors are not stored",
                     view.dtype()
                 );
             }
@@ -230,7 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model.tensors.insert(name.clone(), t);
     }
     bar.finish_and_clear();
-    if model.tensors.is_empty() {
+    if !model.tensors.values().any(|t| !matches!(t, Tensor::Int(_))) {
         bail!(
             "{} holds no float tensor: nothing to compress",
             args.input.display()
@@ -253,20 +294,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let out = finish(&args, &mut model, scheme, granularity, &enc)?;
     report(&args, &rows, &skipped, bytes.len() as u64, out.len() as u64)
-}
-
-/// Warns about each `--keep` pattern that matches no tensor name (a typo would otherwise
-/// silently quantize the layer it meant to keep).
-fn warn_unmatched_keep<'a>(
-    patterns: &[String],
-    keep: &[Regex],
-    names: impl Iterator<Item = &'a str> + Clone,
-) {
-    for (p, r) in patterns.iter().zip(keep) {
-        if !names.clone().any(|n| r.is_match(n)) {
-            eprintln!("warning: --keep '{p}' matches no tensor");
-        }
-    }
 }
 
 /// Quantizes one float tensor; the stored tensor and its report row. Per-channel granularity
@@ -388,7 +415,7 @@ fn compress_network(
         .shapes(|t| model.tensors.get(t).map(Tensor::shape))
         .map_err(|e| anyhow!("{}: {e}", args.input.display()))?;
     let weights: Vec<&twobit_format::Node> = arch.weight_nodes().collect();
-    warn_unmatched_keep(&args.keep, keep, model.tensors.keys().map(String::as_str));
+    util::warn_unmatched_keep(&args.keep, keep, model.tensors.keys().map(String::as_str));
     let mut quantized = std::collections::BTreeSet::new();
     for (i, node) in weights.iter().enumerate() {
         let name = node.op.weight().expect("weight node");
@@ -509,6 +536,7 @@ fn report(
     out_bytes: u64,
 ) -> anyhow::Result<()> {
     let ratio = in_bytes as f64 / out_bytes.max(1) as f64;
+    let ints = rows.iter().filter(|r| r.kind() == "int").count();
     let packed: Vec<&Row> = rows.iter().filter(|r| r.scheme.is_some()).collect();
     let packed_weights: usize = packed
         .iter()
@@ -522,7 +550,7 @@ fn report(
                     "name": r.name,
                     "shape": r.shape,
                     "dtype": r.dtype,
-                    "kind": if r.scheme.is_some() { "packed" } else { "float" },
+                    "kind": r.kind(),
                     "scheme": r.scheme.map(Scheme::name),
                     "bits_per_weight": r.bits_per_weight,
                     "rel_error": r.rel_error,
@@ -551,6 +579,7 @@ fn report(
                 "ratio": ratio,
                 "packed_tensors": packed.len(),
                 "skipped_tensors": skipped.len(),
+                "int_tensors": ints,
                 "packed_weights": packed_weights,
             },
         });
@@ -589,7 +618,7 @@ fn report(
             r.name,
             shape_str(&r.shape),
             r.dtype,
-            r.scheme.map_or("float", Scheme::name),
+            r.scheme.map_or(r.kind(), Scheme::name),
             r.bits_per_weight,
             opt(r.rel_error, 4),
             out_err(r.output_error),
@@ -601,7 +630,7 @@ fn report(
     }
     let verb = if args.dry_run { "would write" } else { "wrote" };
     println!(
-        "total: {} ({}), {} -> {} bytes ({} -> {}), ratio {ratio:.2}x; {verb} {}{}",
+        "total: {} ({}), {} -> {} bytes ({} -> {}), ratio {ratio:.2}x; {verb} {}{}{}",
         util::plural(packed.len(), "packed tensor"),
         util::plural(packed_weights, "weight"),
         in_bytes,
@@ -609,12 +638,17 @@ fn report(
         util::human_bytes(in_bytes),
         util::human_bytes(out_bytes),
         args.output.display(),
+        if ints == 0 {
+            String::new()
+        } else {
+            format!("; {} kept as is", util::plural(ints, "integer tensor"))
+        },
         if skipped.is_empty() {
             String::new()
         } else {
             format!(
-                "; {} not stored (only float tensors are)",
-                util::plural(skipped.len(), "non-float tensor")
+                "; {} not stored",
+                util::plural(skipped.len(), "float8 tensor")
             )
         }
     );

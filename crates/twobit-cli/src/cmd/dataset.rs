@@ -3,7 +3,7 @@
 //! input shape.
 use anyhow::{bail, Context};
 use std::path::Path;
-use twobit_data::{DatasetKind, Splits};
+use twobit_data::{Dataset, DatasetKind, Splits};
 
 /// A loaded dataset and what describes it.
 pub struct Loaded {
@@ -31,6 +31,31 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>, shape: [usize; 3]) -> anyhow:
             classes: names.len(),
         });
     }
+    check_shape(kind, shape)?;
+    Ok(Loaded {
+        splits: kind.load(dir)?,
+        classes: kind.classes(),
+    })
+}
+
+/// Like [`load`], the test split only (evaluation does not need the training files); with
+/// the number of classes.
+pub fn load_test(
+    kind: DatasetKind,
+    dir: Option<&Path>,
+    shape: [usize; 3],
+) -> anyhow::Result<(Dataset, usize)> {
+    if kind == DatasetKind::Folder {
+        let dir = dir.map_or_else(|| kind.default_dir(), Path::to_path_buf);
+        let (test, names) = twobit_data::load_folder_test(&dir, shape)?;
+        return Ok((test, names.len()));
+    }
+    check_shape(kind, shape)?;
+    Ok((kind.load_test(dir)?, kind.classes()))
+}
+
+/// A built-in dataset's images must have the network's input shape.
+fn check_shape(kind: DatasetKind, shape: [usize; 3]) -> anyhow::Result<()> {
     if kind.shape() != shape {
         bail!(
             "the network expects {}x{}x{} inputs but {} images are {}x{}x{}",
@@ -43,8 +68,5 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>, shape: [usize; 3]) -> anyhow:
             kind.shape()[2]
         );
     }
-    Ok(Loaded {
-        splits: kind.load(dir)?,
-        classes: kind.classes(),
-    })
+    Ok(())
 }

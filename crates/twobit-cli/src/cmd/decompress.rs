@@ -1,7 +1,10 @@
-//! `twobit decompress`: every tensor back as float; packed ones dequantized to f32.
+//! `twobit decompress`: every tensor back as safetensors; packed ones dequantized to f32,
+//! float and integer tensors as they are.
 use crate::util;
 use anyhow::Context;
 use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use twobit_format::{FloatTensor, Model, Tensor};
@@ -21,27 +24,42 @@ pub struct Args {
     pub json: bool,
 }
 
+/// A tensor to write: name, dtype, shape, little-endian bytes.
+type Out<'a> = (String, Dtype, Vec<usize>, Cow<'a, [u8]>);
+
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
     util::check_input(&args.input)?;
     util::check_output(&args.output)?;
     let model = Model::load(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let floats: Vec<(String, FloatTensor)> = model
+    // Packed tensors become f32; float and integer tensors go back as they came.
+    let floats: Vec<Out<'_>> = model
         .tensors
         .iter()
-        .map(|(name, t)| {
-            let f = match t {
-                Tensor::Packed(p) => FloatTensor::from_f32(p.shape.clone(), &p.dequantize()),
-                Tensor::Float(f) => f.clone(),
-            };
-            (name.clone(), f)
+        .map(|(name, t)| match t {
+            Tensor::Packed(p) => {
+                let f = FloatTensor::from_f32(p.shape.clone(), &p.dequantize());
+                (name.clone(), Dtype::F32, f.shape, Cow::Owned(f.data))
+            }
+            Tensor::Float(f) => (
+                name.clone(),
+                util::st_dtype(f.dtype),
+                f.shape.clone(),
+                Cow::Borrowed(f.data.as_slice()),
+            ),
+            Tensor::Int(t) => (
+                name.clone(),
+                util::st_int_dtype(t.dtype),
+                t.shape.clone(),
+                Cow::Borrowed(t.data.as_slice()),
+            ),
         })
         .collect();
     let views = floats
         .iter()
-        .map(|(name, f)| {
-            TensorView::new(util::st_dtype(f.dtype), f.shape.clone(), &f.data)
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
                 .map(|v| (name.as_str(), v))
                 .with_context(|| format!("tensor '{name}'"))
         })

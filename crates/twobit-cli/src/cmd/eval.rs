@@ -96,19 +96,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rt.set_activations(twobit_runtime::Activations::Int8);
     }
     let arch = rt.arch().clone();
-    let data = dataset::load(kind, args.data_dir.as_deref(), arch.input)
+    let (mut test, classes) = dataset::load_test(kind, args.data_dir.as_deref(), arch.input)
         .context("cannot load the test data")?;
-    if data.classes > arch.classes {
+    if classes > arch.classes {
         bail!(
             "{} has {} classes but the network outputs {}",
             args.data_dir
                 .as_deref()
                 .map_or_else(|| kind.name().to_string(), |d| d.display().to_string()),
-            data.classes,
+            classes,
             arch.classes
         );
     }
-    let mut test = data.splits.test;
     if let Some(n) = args.limit {
         test.truncate(n);
     }

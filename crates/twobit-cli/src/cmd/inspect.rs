@@ -119,6 +119,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut packed_bytes = 0usize;
     let mut float_elems = 0usize;
     let mut float_bytes = 0usize;
+    // Integer tensors (e.g. num_batches_tracked) are not weights: counted apart.
+    let mut int_bytes = 0usize;
     for (name, t) in &model.tensors {
         match t {
             Tensor::Packed(p) => {
@@ -129,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 float_elems += f.numel();
                 float_bytes += f.data.len();
             }
+            Tensor::Int(t) => int_bytes += t.data.len(),
         }
     }
     let packed_bpw = if packed_weights > 0 {
@@ -183,6 +186,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         "bits_per_weight": 8 * f.dtype.size(),
                         "bytes": f.data.len(),
                     }),
+                    Tensor::Int(t) => json!({
+                        "name": name,
+                        "kind": "int",
+                        "shape": t.shape,
+                        "dtype": t.dtype.name(),
+                        "bytes": t.data.len(),
+                    }),
                 };
                 v
             })
@@ -199,6 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "packed_bits_per_weight": packed_bpw,
                 "float_elements": float_elems,
                 "float_bytes": float_bytes,
+                "int_bytes": int_bytes,
                 "bits_per_parameter": overall_bpw,
             },
             "provenance": model.provenance,
@@ -260,15 +271,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "-",
                 8 * f.dtype.size(),
             ),
+            Tensor::Int(t) => println!(
+                "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}",
+                name,
+                shape_str(&t.shape),
+                format!("int:{}", t.dtype.name()),
+                "-",
+                "-",
+                "-",
+                "-",
+            ),
         }
     }
     println!(
-        "total: {}; packed {} in {} ({packed_bpw:.3} bits/weight); float {} in {}; file {} ({overall_bpw:.3} bits/parameter)",
+        "total: {}; packed {} in {} ({packed_bpw:.3} bits/weight); float {} in {}{}; file {} ({overall_bpw:.3} bits/parameter)",
         util::plural(model.tensors.len(), "tensor"),
         util::plural(packed_weights, "weight"),
         util::human_bytes(packed_bytes as u64),
         util::plural(float_elems, "value"),
         util::human_bytes(float_bytes as u64),
+        if int_bytes > 0 {
+            format!("; integers in {}", util::human_bytes(int_bytes as u64))
+        } else {
+            String::new()
+        },
         util::human_bytes(file_bytes),
     );
     for (k, v) in &model.provenance {

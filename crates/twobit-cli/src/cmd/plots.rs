@@ -47,6 +47,7 @@ fn chosen(model: &Model, max: Option<usize>) -> Vec<&String> {
         .filter(|(_, t)| match t {
             Tensor::Packed(_) => true,
             Tensor::Float(f) => f.shape.len() >= 2,
+            Tensor::Int(_) => false,
         })
         .map(|(n, _)| n)
         .collect();
@@ -120,6 +121,8 @@ pub fn histograms(
                 );
                 (values, p.levels[0], title)
             }
+            // not chosen (see `chosen`), never plotted
+            Tensor::Int(_) => continue,
             Tensor::Float(f) => {
                 let Some(s) = scheme else { continue };
                 if f.shape.len() < 2 {

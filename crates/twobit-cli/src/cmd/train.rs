@@ -195,6 +195,21 @@ impl Bar {
     }
 }
 
+/// The `--keep` expressions, or one line naming the bad one.
+fn cfg_keep_regexes(keep: &[String]) -> anyhow::Result<Vec<regex::Regex>> {
+    keep.iter()
+        .map(|k| {
+            regex::Regex::new(k).map_err(|e| {
+                let last = e.to_string().lines().last().unwrap_or("").to_string();
+                anyhow::anyhow!(
+                    "bad --keep regex '{k}': {}",
+                    last.trim_start_matches("error: ")
+                )
+            })
+        })
+        .collect()
+}
+
 /// The network to train: a built-in one, or a graph read from a file.
 enum Net {
     BuiltIn(ModelKind),
@@ -299,19 +314,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Net::BuiltIn(k) => *k,
         Net::File(..) => ModelKind::Graph,
     };
+    // A --keep that matches no weight would silently quantize the layer it meant to keep.
+    let keep = cfg_keep_regexes(&args.keep)?;
+    if !keep.is_empty() {
+        let names: Vec<String> = match &net {
+            Net::File(m, _) => m.tensors.keys().cloned().collect(),
+            Net::BuiltIn(k) => twobit_train::models::builtin(*k, shape, 10, 0)?
+                .tensors
+                .into_keys()
+                .collect(),
+        };
+        util::warn_unmatched_keep(&args.keep, &keep, names.iter().map(String::as_str));
+    }
     let mut cfg = TrainConfig::new(model_kind, scheme);
     cfg.granularity = granularity;
     cfg.quantize_all = args.quantize_all;
     cfg.keep = args.keep.clone();
-    for k in &cfg.keep {
-        regex::Regex::new(k).map_err(|e| {
-            let last = e.to_string().lines().last().unwrap_or("").to_string();
-            anyhow::anyhow!(
-                "bad --keep regex '{k}': {}",
-                last.trim_start_matches("error: ")
-            )
-        })?;
-    }
     // The normalisation: the file's own (what its weights were trained with) or the
     // dataset's standard one, overridden by --mean/--std.
     let base = match &net {
