@@ -320,6 +320,69 @@ fn json_reports_and_inspect() {
 }
 
 #[test]
+fn entropy_coding_is_smaller_and_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_model(dir.path(), false);
+    for scheme in ["tern", "quat"] {
+        let (plain, coded) = (
+            dir.path().join(format!("{scheme}.twobit")),
+            dir.path().join(format!("{scheme}-e.twobit")),
+        );
+        for (out, extra) in [(&plain, None), (&coded, Some("--entropy"))] {
+            let mut a = vec!["compress", s(&input), s(out), scheme];
+            a.extend(extra);
+            let r = twobit(&a);
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        }
+        let i: Value =
+            serde_json::from_slice(&twobit(&["inspect", s(&coded), "--json"]).stdout).unwrap();
+        let p: Value =
+            serde_json::from_slice(&twobit(&["inspect", s(&plain), "--json"]).stdout).unwrap();
+        let packed = |v: &Value| -> Vec<Value> {
+            v["tensors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["kind"] == "packed")
+                .cloned()
+                .collect()
+        };
+        let (ti, tp) = (packed(&i), packed(&p));
+        assert!(!ti.is_empty());
+        for (a, b) in ti.iter().zip(&tp) {
+            // never larger than the fixed packing; an entropy code where it is smaller
+            assert!(
+                a["code_bytes"].as_u64() <= b["code_bytes"].as_u64(),
+                "{a} {b}"
+            );
+            if a["code_bytes"].as_u64() < b["code_bytes"].as_u64() {
+                assert!(
+                    matches!(a["packing"].as_str(), Some("rans" | "enum")),
+                    "{a}"
+                );
+            }
+        }
+        // small layers take the enumerative code
+        assert!(ti.iter().any(|t| t["packing"] == "enum"), "{ti:?}");
+        // the decoded values are the same bit for bit
+        let (da, db) = (
+            dir.path().join(format!("{scheme}.safetensors")),
+            dir.path().join(format!("{scheme}-e.safetensors")),
+        );
+        assert!(twobit(&["decompress", s(&plain), s(&da)]).status.success());
+        assert!(twobit(&["decompress", s(&coded), s(&db)]).status.success());
+        let (x, y) = (std::fs::read(&da).unwrap(), std::fs::read(&db).unwrap());
+        let (x, y) = (
+            SafeTensors::deserialize(&x).unwrap(),
+            SafeTensors::deserialize(&y).unwrap(),
+        );
+        for (name, t) in x.tensors() {
+            assert_eq!(t.data(), y.tensor(&name).unwrap().data(), "{scheme} {name}");
+        }
+    }
+}
+
+#[test]
 fn dry_run_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_model(dir.path(), false);

@@ -1,5 +1,6 @@
 //! Per packed tensor of a `.twobit` file: weights, code entropy, and bits per weight (tables
-//! included) in the version-1 layout, the default layout, with f16 tables, and entropy coded;
+//! included) in the version-1 layout, the default layout, with f16 tables, and entropy coded
+//! (rANS or enumerative, whichever is smaller);
 //! the f16 rounding's largest relative level change; then totals and the rANS decode speed.
 //!
 //! `cargo run --release -p twobit-format --example encodings -- FILE.twobit [OUT_PREFIX]`
@@ -25,7 +26,7 @@ fn main() {
     };
     println!(
         "{:<16} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>9} {:>9}",
-        "tensor", "weights", "H", "v1", "default", "f16", "f16+rans", "ent.-H", "f16 err", "file"
+        "tensor", "weights", "H", "v1", "default", "f16", "f16+ent.", "ent.-H", "f16 err", "file"
     );
     let mut half = model.clone();
     let mut rans = model.clone();
@@ -40,7 +41,7 @@ fn main() {
             .map(|(x, y)| if *x == 0.0 { 0.0 } else { ((x - y) / x).abs() })
             .fold(0.0f32, f32::max);
         let file = layout[name];
-        // code bits with --entropy (rANS, or the fixed packing where that is smaller) over the
+        // code bits with --entropy (rANS, enumerative, or the fixed packing: the smallest) over the
         // zero-order entropy
         let codes = p.stored_size(&entropy).map_or(f64::NAN, |s| {
             8.0 * s.code_bytes as f64 / p.numel() as f64 - p.code_entropy()
@@ -78,7 +79,7 @@ fn main() {
         ),
         ("default", model.to_bytes().unwrap().len()),
         ("f16 tables", half.to_bytes().unwrap().len()),
-        ("f16 + rans", rans.to_bytes_with(&entropy).unwrap().len()),
+        ("f16+entropy", rans.to_bytes_with(&entropy).unwrap().len()),
     ];
     for (what, n) in sizes {
         println!(

@@ -7,7 +7,7 @@
 //! [`PackedTensor::with_f16_tables`] to round first), the ternary table layout only when the
 //! omitted entries hold their implied values, base 3 only when no code is 3.
 
-use crate::{base3, pack, rans, FormatError, PackedTensor};
+use crate::{base3, enumerative, pack, rans, FormatError, PackedTensor};
 
 /// How the codes are stored in `W.codes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -19,19 +19,27 @@ pub enum Packing {
     Base3,
     /// One static rANS stream ([`crate::rans`]).
     Rans,
+    /// One exact enumerative code ([`crate::enumerative`]; small tensors, format version 3).
+    Enum,
 }
 
 impl Packing {
     /// Every packing.
-    pub const ALL: [Packing; 3] = [Packing::Base2, Packing::Base3, Packing::Rans];
+    pub const ALL: [Packing; 4] = [Packing::Base2, Packing::Base3, Packing::Rans, Packing::Enum];
 
-    /// The manifest name: "base2", "base3", "rans".
+    /// The manifest name: "base2", "base3", "rans", "enum".
     pub fn name(self) -> &'static str {
         match self {
             Packing::Base2 => "base2",
             Packing::Base3 => "base3",
             Packing::Rans => "rans",
+            Packing::Enum => "enum",
         }
+    }
+
+    /// Whether the packing is an entropy code (chosen by [`WriteOptions::entropy`]).
+    pub fn is_entropy_coded(self) -> bool {
+        matches!(self, Packing::Rans | Packing::Enum)
     }
 
     /// Parses a manifest name.
@@ -151,8 +159,9 @@ impl StoredSize {
 /// value is exactly an f16, the ternary table layout when it applies; no entropy coding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// Entropy-code every packed tensor whose rANS stream is smaller than its fixed packing
-    /// (and within [`rans::MAX_CODES_PER_BYTE`]).
+    /// Entropy-code every packed tensor whose rANS stream (or, up to
+    /// [`enumerative::MAX_WEIGHTS`] weights, enumerative code) is smaller than its fixed
+    /// packing; the smallest wins.
     pub entropy: bool,
     /// Force one packing for every tensor (an error if a tensor cannot take it); mainly for
     /// tests and for writing files old readers understand (`Base2` with `F32` tables).
@@ -225,6 +234,11 @@ pub(crate) fn choose(
         TableLayout::Full
     };
     let base3 = || base3::from_base2(&p.codes, n);
+    let enum_code = || {
+        (n <= enumerative::MAX_WEIGHTS)
+            .then(|| enumerative::encode(&pack::unpack(&p.codes, n), p.scheme.num_codes()))
+            .flatten()
+    };
     let (packing, codes) = match opts.packing {
         Some(Packing::Base2) => (Packing::Base2, p.codes.clone()),
         Some(Packing::Base3) => (
@@ -241,19 +255,30 @@ pub(crate) fn choose(
             }
             (Packing::Rans, s)
         }
+        Some(Packing::Enum) => (
+            Packing::Enum,
+            enum_code().ok_or_else(|| {
+                unsupported(
+                    "enum",
+                    "more weights than enumerative::MAX_WEIGHTS, or a code the scheme never emits",
+                )
+            })?,
+        ),
         None => {
             let fixed = match base3() {
                 Some(b) => (Packing::Base3, b),
                 None => (Packing::Base2, p.codes.clone()),
             };
             if opts.entropy && n > 0 {
+                let mut best = fixed;
                 let s = rans::encode(&p.codes, n);
-                if s.len() < fixed.1.len() && n <= rans::MAX_CODES_PER_BYTE.saturating_mul(s.len())
-                {
-                    (Packing::Rans, s)
-                } else {
-                    fixed
+                if s.len() < best.1.len() && n <= rans::MAX_CODES_PER_BYTE.saturating_mul(s.len()) {
+                    best = (Packing::Rans, s);
                 }
+                if let Some(e) = enum_code().filter(|e| e.len() < best.1.len()) {
+                    best = (Packing::Enum, e);
+                }
+                best
             } else {
                 fixed
             }

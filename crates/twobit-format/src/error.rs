@@ -157,6 +157,22 @@ pub enum FormatError {
         /// The encoding named.
         encoding: String,
     },
+    /// An encoding introduced in version 3 (the `enum` packing) in an older file.
+    #[error("tensor '{tensor}': the {encoding} packing needs format version 3")]
+    EncodingNeedsVersion3 {
+        /// Tensor name.
+        tensor: String,
+        /// The packing named.
+        encoding: &'static str,
+    },
+    /// An enumerative code does not decode (see [`crate::enumerative`]).
+    #[error("tensor '{tensor}': corrupt enumerative code: {detail}")]
+    EnumCorrupt {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong.
+        detail: &'static str,
+    },
     /// The writer was asked for an encoding this tensor cannot take.
     #[error("tensor '{tensor}': cannot store as {encoding}: {reason}")]
     EncodingUnsupported {

@@ -77,6 +77,7 @@
 pub mod arch;
 pub mod base3;
 pub mod encoding;
+pub mod enumerative;
 mod error;
 pub mod graph;
 mod manifest;

@@ -213,15 +213,26 @@ fn field<T>(
     }
 }
 
-/// The 2-bit codes from `W.codes` stored with `packing`.
+/// The 2-bit codes from `W.codes` stored with `packing`; `k` codes in the scheme's alphabet.
 fn decode_codes(
     name: &str,
     packing: Packing,
     data: &[u8],
     n: usize,
+    k: usize,
 ) -> Result<Vec<u8>, FormatError> {
     let tensor = || name.to_string();
     match packing {
+        Packing::Enum => crate::enumerative::decode(data, n, k)
+            .map(|codes| crate::pack::pack(&codes))
+            .map_err(|e| FormatError::EnumCorrupt {
+                tensor: tensor(),
+                detail: match e {
+                    crate::enumerative::EnumError::TooMany => "more weights than it may hold",
+                    crate::enumerative::EnumError::Length => "wrong length",
+                    crate::enumerative::EnumError::Rank => "rank out of range",
+                },
+            }),
         Packing::Base2 => Ok(data.to_vec()),
         Packing::Base3 => {
             base3::check(data, n).map_err(|e| match e {
@@ -322,6 +333,12 @@ fn packed(
             ),
         });
     }
+    if version < 3 && encoding.packing == Packing::Enum {
+        return Err(FormatError::EncodingNeedsVersion3 {
+            tensor: name.to_string(),
+            encoding: encoding.packing.name(),
+        });
+    }
     let n = validate::numel(name, &shape, 1)?;
     let want_groups = granularity.groups(&shape);
     let (lw, tw) = encoding.table_layout.widths();
@@ -337,7 +354,7 @@ fn packed(
     let expected = match encoding.packing {
         Packing::Base2 => Some(crate::pack::packed_len(n)),
         Packing::Base3 => Some(base3::packed_len(n)),
-        Packing::Rans => None,
+        Packing::Rans | Packing::Enum => None,
     };
     if codes.shape.len() != 1 || expected.is_some_and(|e| e != codes.data.len()) {
         return Err(FormatError::CodesLengthMismatch {
@@ -368,7 +385,7 @@ fn packed(
     let code_bytes = codes.data.len();
     let table_bytes =
         crate::encoding::table_bytes(groups, encoding.table_dtype, encoding.table_layout);
-    let codes = decode_codes(name, encoding.packing, codes.data, n)?;
+    let codes = decode_codes(name, encoding.packing, codes.data, n, scheme.num_codes())?;
     let levels = lv
         .chunks_exact(lw)
         .zip(th.chunks_exact(tw))

@@ -87,11 +87,14 @@ pub(crate) fn to_bytes(m: &Model, opts: &WriteOptions) -> Result<Vec<u8>, Format
         stored.insert(name, s);
         Ok(())
     }
+    // Integer tensors and the `enum` packing are version 3.
+    let mut needs_v3 = false;
     for (name, t) in &m.tensors {
         match t {
             Tensor::Packed(p) => {
                 let g = p.levels.len();
                 let (enc, codes) = crate::encoding::choose(name, p, opts)?;
+                needs_v3 |= enc.packing == crate::Packing::Enum;
                 put(
                     &mut stored,
                     format!("{name}{CODES_SUFFIX}"),
@@ -146,6 +149,7 @@ pub(crate) fn to_bytes(m: &Model, opts: &WriteOptions) -> Result<Vec<u8>, Format
                 );
             }
             Tensor::Int(t) => {
+                needs_v3 = true;
                 put(
                     &mut stored,
                     name.clone(),
@@ -198,7 +202,7 @@ pub(crate) fn to_bytes(m: &Model, opts: &WriteOptions) -> Result<Vec<u8>, Format
     let mut meta = HashMap::new();
     meta.insert(KEY_FORMAT.to_string(), MAGIC.to_string());
     // The lowest version that can hold the model, so older readers open every file they can.
-    let version = if m.tensors.values().any(|t| matches!(t, Tensor::Int(_))) {
+    let version = if needs_v3 {
         FORMAT_VERSION
     } else {
         GRAPH_FORMAT_VERSION

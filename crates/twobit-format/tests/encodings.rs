@@ -25,6 +25,10 @@ fn options() -> Vec<WriteOptions> {
             packing: Some(Packing::Rans),
             ..Default::default()
         },
+        WriteOptions {
+            packing: Some(Packing::Enum),
+            ..Default::default()
+        },
     ];
     v.push(WriteOptions {
         packing: Some(Packing::Base2),
@@ -122,19 +126,97 @@ fn impossible_forced_encodings_are_refused() {
         m.to_bytes_with(&forced),
         Err(FormatError::EncodingUnsupported { .. })
     ));
-    // ...so `entropy` falls back to base 3 for it
+    // ...so `entropy` takes the enumerative code: the histogram alone, 3 bytes
     let entropy = WriteOptions {
         entropy: true,
         ..Default::default()
     };
-    assert_eq!(
-        p.stored_size(&entropy).unwrap().encoding.packing,
-        Packing::Base3
-    );
+    let s = p.stored_size(&entropy).unwrap();
+    assert_eq!(s.encoding.packing, Packing::Enum);
+    assert!(s.code_bytes <= 3, "{}", s.code_bytes);
     assert_eq!(
         Model::from_bytes(&m.to_bytes_with(&entropy).unwrap()).unwrap(),
         m
     );
+    // past enumerative::MAX_WEIGHTS neither entropy code applies: base 3
+    let n = twobit_format::enumerative::MAX_WEIGHTS + 4;
+    let mut big = packed(&mut Rng(2), &[4, n / 4], Scheme::Tern, Granularity::Tensor);
+    big.codes = twobit_format::pack::pack(&vec![1u8; n]);
+    assert_eq!(
+        big.stored_size(&entropy).unwrap().encoding.packing,
+        Packing::Base3
+    );
+    let forced = WriteOptions {
+        packing: Some(Packing::Enum),
+        ..Default::default()
+    };
+    assert!(matches!(
+        big.stored_size(&forced),
+        Err(FormatError::EncodingUnsupported { .. })
+    ));
+    // and a ternary tensor holding code 3 (valid, decodes to levels[2]) has no ternary
+    // enumerative code
+    let mut odd = p.clone();
+    odd.codes[0] |= 3;
+    assert!(matches!(
+        odd.stored_size(&forced),
+        Err(FormatError::EncodingUnsupported { .. })
+    ));
+}
+
+#[test]
+fn broken_enum_streams() {
+    let opts = WriteOptions {
+        packing: Some(Packing::Enum),
+        ..Default::default()
+    };
+    for scheme in [Scheme::Tern, Scheme::Quat] {
+        let good = file(scheme, &opts);
+        assert_eq!(split(&good).0["__metadata__"]["twobit.version"], "3");
+        let r = tensor_range(&good, "fc1.weight.codes");
+        // every single-byte change is an error or another valid stream; never a panic
+        for i in r.clone() {
+            for mask in [1u8, 0x40, 0xFF] {
+                let mut b = good.clone();
+                b[i] ^= mask;
+                match Model::from_bytes(&b) {
+                    Err(FormatError::EnumCorrupt { .. }) | Ok(_) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+        }
+        // a stream too long for its (now smaller) tensor
+        let b = edit_manifest(&good, |m| {
+            m["tensors"]["fc1.weight"]["shape"] = json!([1, 3])
+        });
+        assert!(
+            matches!(
+                err(&b),
+                FormatError::EnumCorrupt { .. } | FormatError::LevelTableShape { .. }
+            ),
+            "{}",
+            err(&b)
+        );
+        // a huge tensor is refused before any work
+        let b = edit_manifest(&good, |m| {
+            m["tensors"]["fc1.weight"]["shape"] = json!([7, 1 << 30])
+        });
+        assert!(
+            matches!(
+                err(&b),
+                FormatError::EnumCorrupt { .. } | FormatError::LevelTableShape { .. }
+            ),
+            "{}",
+            err(&b)
+        );
+        // the packing in a version-2 file
+        let b = edit_header(&good, |h| h["__metadata__"]["twobit.version"] = json!("2"));
+        assert!(
+            matches!(err(&b), FormatError::EncodingNeedsVersion3 { .. }),
+            "{}",
+            err(&b)
+        );
+    }
 }
 
 #[test]
@@ -368,6 +450,14 @@ fn random_mutations_of_every_encoding_never_panic() {
     assert!(rejected > total / 2, "only {rejected} of {total} rejected");
 }
 
+/// Code bytes of the only tensor `w` under `opts`.
+fn code_bytes(m: &Model, opts: &WriteOptions) -> usize {
+    match &m.tensors["w"] {
+        Tensor::Packed(p) => p.stored_size(opts).unwrap().code_bytes,
+        _ => unreachable!(),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
@@ -386,6 +476,9 @@ proptest! {
             } else {
                 prop_assert_eq!(opts.packing, Some(Packing::Rans));
             }
+            // with `entropy`, the stored codes are never larger than the fixed packing's
+            let e = WriteOptions { entropy: true, ..Default::default() };
+            prop_assert!(code_bytes(&m, &e) <= code_bytes(&m, &WriteOptions::default()));
         }
     }
 }

@@ -99,7 +99,12 @@ with open(out, "wb") as f:
                 half,
                 WriteOptions::default(),
             ));
-            cases.push((format!("{scheme}-{gran}-rans"), m, entropy));
+            cases.push((format!("{scheme}-{gran}-rans"), m.clone(), entropy));
+            let enumerative = WriteOptions {
+                packing: Some(Packing::Enum),
+                ..Default::default()
+            };
+            cases.push((format!("{scheme}-{gran}-enum"), m, enumerative));
         }
     }
     for (what, m, opts) in cases {

@@ -47,8 +47,9 @@ pub struct Args {
     /// on the inputs of the network whose earlier layers are already quantized).
     #[arg(long, requires = "calibrate")]
     pub independent: bool,
-    /// Entropy-code each quantized tensor's codes (static rANS, decoded at load) where that is
-    /// smaller than the fixed packing (base 3 for ternary codes, base 2 otherwise).
+    /// Entropy-code each quantized tensor's codes (static rANS, or an exact enumerative code up
+    /// to 4,096 weights; decoded at load) where that is smaller than the fixed packing (base 3
+    /// for ternary codes, base 2 otherwise).
     #[arg(long)]
     pub entropy: bool,
     /// Level/threshold table dtype: f32 (exact), or f16 (half the table bytes; each line's
@@ -75,7 +76,7 @@ struct Row {
     bits_per_weight: f64,
     rel_error: Option<f64>,
     sparsity: Option<f64>,
-    /// Code packing as stored ("base2", "base3", "rans").
+    /// Code packing as stored ("base2", "base3", "rans", "enum").
     packing: Option<&'static str>,
     /// Zero-order empirical entropy of the codes, bits per weight.
     code_entropy: Option<f64>,
