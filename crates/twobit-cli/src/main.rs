@@ -49,6 +49,9 @@ enum Command {
     Export(cmd::export::Args),
     /// Time the 2-bit runtime against fp32 on a .twobit file.
     Bench(cmd::bench::Args),
+    /// Measure each layer's input range on training images and store it in the file (for
+    /// int8 activations with calibrated scales).
+    Calibrate(cmd::ranges::Args),
     /// Every scheme, several seeds: the comparison report with plots (resumable).
     Experiment(cmd::experiment::Args),
 }
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Calibrate(a) => cmd::ranges::run(a),
         Command::Experiment(a) => cmd::experiment::run(a),
     };
     match result {

@@ -9,6 +9,7 @@
 //! `[out, in/group, kh, kw]`, activations NCHW.
 use crate::graph::{Node, Op, INPUT};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Version of the graph description written into [`Arch`]'s JSON.
 pub const GRAPH_VERSION: u32 = 1;
@@ -29,6 +30,10 @@ pub struct Arch {
     pub nodes: Vec<Node>,
     /// The value holding the logits (`[classes]` per image).
     pub output: String,
+    /// Calibrated activation ranges (`twobit calibrate`): for a Conv or Linear node, by node
+    /// name, the largest `|x|` of its input over the calibration images; the runtime's
+    /// per-tensor int8 scale is `range / 127`. Empty when not calibrated.
+    pub input_ranges: BTreeMap<String, f32>,
 }
 
 /// `x' = (x - mean[c]) / std[c]` per input channel.
@@ -80,6 +85,8 @@ pub(crate) struct ArchWire {
     output: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     layers: Option<Vec<Layer>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    input_ranges: BTreeMap<String, f32>,
 }
 
 impl From<Arch> for ArchWire {
@@ -93,6 +100,7 @@ impl From<Arch> for ArchWire {
             nodes: Some(a.nodes),
             output: Some(a.output),
             layers: None,
+            input_ranges: a.input_ranges,
         }
     }
 }
@@ -118,6 +126,7 @@ impl Arch {
             normalize,
             nodes: b.nodes,
             output,
+            input_ranges: BTreeMap::new(),
         }
     }
 
@@ -160,6 +169,7 @@ impl Arch {
             normalize: w.normalize,
             nodes,
             output,
+            input_ranges: w.input_ranges,
         })
     }
 }

@@ -181,6 +181,22 @@ pub(crate) fn arch(a: &Arch, m: &Model) -> Result<(), FormatError> {
     {
         return inv("normalize mean/std must be finite, std non-zero".into());
     }
+    for (node, range) in &a.input_ranges {
+        let weighted = a
+            .nodes
+            .iter()
+            .any(|n| &n.name == node && n.op.weight().is_some());
+        if !weighted {
+            return inv(format!(
+                "input range for `{node}`, which is not a conv or linear node"
+            ));
+        }
+        if !(range.is_finite() && *range > 0.0) {
+            return inv(format!(
+                "input range of `{node}` is {range}, not finite and positive"
+            ));
+        }
+    }
     let mut names = std::collections::HashSet::new();
     for n in &a.nodes {
         if !names.insert(n.name.as_str()) {

@@ -243,6 +243,7 @@ fn main() {
         normalize,
         nodes: b.nodes,
         output,
+        input_ranges: Default::default(),
     };
     let model = Model {
         tensors: g.t,

@@ -68,6 +68,7 @@ fn resnet_like(seed: u64) -> Model {
             },
             nodes: b.nodes,
             output: x,
+            input_ranges: Default::default(),
         }),
         provenance: BTreeMap::new(),
     }
@@ -154,6 +155,7 @@ fn matches_naive_forward() {
             },
             nodes: b.nodes,
             output,
+            input_ranges: Default::default(),
         }),
         provenance: BTreeMap::new(),
     };

@@ -287,6 +287,8 @@ impl QatModel for GraphNet {
     fn arch(&self, _classes: usize, normalize: Normalize) -> Arch {
         Arch {
             normalize,
+            // Ranges calibrated on the file's weights do not describe the trained ones.
+            input_ranges: Default::default(),
             ..self.program.arch.clone()
         }
     }

@@ -241,6 +241,7 @@ fn every_op_model(seed: u64) -> Model {
         normalize: Normalize::identity(1),
         nodes: b.nodes,
         output,
+        input_ranges: Default::default(),
     };
     Model {
         tensors,

@@ -501,6 +501,10 @@ fn finish(
     granularity: Granularity,
     enc: &Enc,
 ) -> anyhow::Result<Vec<u8>> {
+    // Activation ranges calibrated for other weights do not describe these.
+    if let Some(a) = &mut model.arch {
+        a.input_ranges.clear();
+    }
     let p = &mut model.provenance;
     p.insert("producer".into(), "twobit compress".into());
     p.insert("version".into(), env!("CARGO_PKG_VERSION").into());

@@ -13,6 +13,34 @@ pub struct Loaded {
     pub classes: usize,
 }
 
+/// The dataset for a command on `model` (read from `file`): `--dataset` when given (warning
+/// when the file says it was trained on another), else the one in the file's provenance.
+pub fn for_file(
+    given: Option<&str>,
+    model: &twobit_format::Model,
+    file: &Path,
+) -> anyhow::Result<DatasetKind> {
+    let trained_on = model.provenance.get("dataset").map(String::as_str);
+    let name = match (given, trained_on) {
+        (Some(given), Some(on)) => {
+            if given != on {
+                eprintln!(
+                    "warning: {} was trained on {on}, using --dataset {given}",
+                    file.display()
+                );
+            }
+            given
+        }
+        (Some(given), None) => given,
+        (None, Some(on)) => on,
+        (None, None) => bail!(
+            "{} does not say which dataset it was trained on: pass --dataset",
+            file.display()
+        ),
+    };
+    kind(name)
+}
+
 /// Parses a `--dataset` name.
 pub fn kind(name: &str) -> anyhow::Result<DatasetKind> {
     DatasetKind::from_name(name).with_context(|| {

@@ -62,25 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = network::load(&args.file, &args.norm)?;
     crate::util::check_batch_memory(&model, args.batch)?;
     // The file says what it was trained on: the default, and a check on --dataset.
-    let trained_on = model.provenance.get("dataset").cloned();
-    let name = match (&args.dataset, &trained_on) {
-        (Some(given), Some(file)) => {
-            if given != file {
-                eprintln!(
-                    "warning: {} was trained on {file}, evaluating on --dataset {given}",
-                    args.file.display()
-                );
-            }
-            given.clone()
-        }
-        (Some(given), None) => given.clone(),
-        (None, Some(file)) => file.clone(),
-        (None, None) => bail!(
-            "{} does not say which dataset it was trained on: pass --dataset",
-            args.file.display()
-        ),
-    };
-    let kind = dataset::kind(&name)?;
+    let kind = dataset::for_file(args.dataset.as_deref(), &model, &args.file)?;
     let packed = Runtime::from_model(&model)
         .with_context(|| format!("cannot run {}", args.file.display()))?;
     let int8 = args.act == "int8";

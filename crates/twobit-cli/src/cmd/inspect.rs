@@ -219,6 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "classes": a.classes,
                 "nodes": a.nodes.len(),
                 "weight_layers": a.weight_nodes().count(),
+                "input_ranges": a.input_ranges,
             })),
         });
         println!("{obj}");
@@ -301,7 +302,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("provenance: {k} = {v}");
     }
     match &model.arch {
-        Some(a) => println!("arch: {}", arch_summary(a)),
+        Some(a) => {
+            println!("arch: {}", arch_summary(a));
+            if !a.input_ranges.is_empty() {
+                let r: Vec<String> = a
+                    .input_ranges
+                    .iter()
+                    .map(|(n, r)| format!("{n} {r:.4}"))
+                    .collect();
+                println!(
+                    "calibrated input ranges (twobit calibrate): {}",
+                    r.join(", ")
+                );
+            }
+        }
         None => println!("arch: none"),
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod export;
 pub mod inspect;
 pub mod network;
 pub mod plots;
+pub mod ranges;
 pub mod train;
 
 /// `outer: inner: root`, on one line, each piece once: an I/O error that is both a wrapper's

@@ -83,6 +83,7 @@ pub fn band_model(path: &Path) {
                 },
             ],
             output: "logits".into(),
+            input_ranges: Default::default(),
         }),
         provenance: BTreeMap::new(),
     };

@@ -131,6 +131,7 @@ pub fn model(scheme: Scheme, gran: Granularity) -> Model {
         },
         nodes: b.nodes,
         output,
+        input_ranges: Default::default(),
     };
     let mut provenance = BTreeMap::new();
     provenance.insert("source".into(), "unit test".into());

@@ -144,6 +144,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
             normalize,
             nodes: std::mem::take(&mut cx.nodes),
             output,
+            input_ranges: Default::default(),
         }),
         provenance,
     };

@@ -92,6 +92,7 @@ pub fn model(
         normalize: Normalize::identity(input[0]),
         nodes,
         output,
+        input_ranges: Default::default(),
     };
     let shapes = arch
         .shapes(|n| tensors.get(n).map(Tensor::shape))

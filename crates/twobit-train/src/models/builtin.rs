@@ -240,6 +240,7 @@ impl Net {
                 normalize: Normalize::identity(input[0]),
                 nodes: self.b.nodes,
                 output,
+                input_ranges: Default::default(),
             }),
             provenance: BTreeMap::new(),
         }
