@@ -259,6 +259,37 @@ pub fn size_ratio(bytes: u64, reference: u64) -> String {
     }
 }
 
+/// The `--act` values of `eval` and `bench`.
+pub const ACT_VALUES: [&str; 3] = ["f32", "int8", "int8-calibrated"];
+
+/// Parses `--act` for a network: `int8-calibrated` needs the ranges `twobit calibrate`
+/// stores.
+pub fn activations(
+    act: &str,
+    model: &twobit_format::Model,
+    file: &Path,
+) -> anyhow::Result<twobit_runtime::Activations> {
+    use twobit_runtime::Activations;
+    Ok(match act {
+        "int8" => Activations::Int8,
+        "int8-calibrated" => {
+            if model
+                .arch
+                .as_ref()
+                .is_none_or(|a| a.input_ranges.is_empty())
+            {
+                bail!(
+                    "{} has no calibrated input ranges: run `twobit calibrate {} OUT --dataset D` first, or use --act int8",
+                    file.display(),
+                    file.display()
+                );
+            }
+            Activations::Int8Calibrated
+        }
+        _ => Activations::F32,
+    })
+}
+
 /// Warns about each `--keep` pattern that matches no tensor name (a typo would otherwise
 /// silently quantize the layer it meant to keep).
 pub fn warn_unmatched_keep<'a>(

@@ -43,6 +43,50 @@ fn calibrate_stores_each_layers_input_range() {
     let text = String::from_utf8_lossy(&twobit(&["inspect", s(&out)]).stdout).into_owned();
     assert!(text.contains("calibrated input ranges"), "{text}");
 
+    // eval and bench with the calibrated scales: the band images all reach the range, so
+    // the accuracy is per-image int8's (exactly 0.8 on this data).
+    for act in ["int8", "int8-calibrated"] {
+        let e = json(&twobit(&[
+            "eval",
+            s(&out),
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            s(d),
+            "--act",
+            act,
+            "--json",
+        ]));
+        assert_eq!(e["activations"], act);
+        assert_eq!(e["test_accuracy"], 0.8);
+    }
+    let b = twobit(&[
+        "bench",
+        s(&out),
+        "--iters",
+        "1",
+        "--batch-size",
+        "2",
+        "--act",
+        "int8-calibrated",
+    ]);
+    assert!(b.status.success(), "{}", stderr(&b));
+    // Without ranges: one line saying how to get them.
+    let e = one_error(
+        &twobit(&[
+            "eval",
+            s(&band),
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            s(d),
+            "--act",
+            "int8-calibrated",
+        ]),
+        "uncalibrated file",
+    );
+    assert!(e.contains("twobit calibrate"), "{e}");
+
     // In place: the input is replaced atomically.
     let r = twobit(&[
         "calibrate",

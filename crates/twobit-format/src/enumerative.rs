@@ -279,12 +279,12 @@ pub fn decode(data: &[u8], n: usize, k: usize) -> Result<Vec<u8>, EnumError> {
     for i in 0..n {
         let r = (n - i) as u64;
         let mut chosen = None;
-        for s in 0..k {
-            if counts[s] == 0 {
+        for (s, &c) in counts.iter().enumerate() {
+            if c == 0 {
                 continue;
             }
             let mut t = m.clone();
-            t.mul_small(counts[s] as u64);
+            t.mul_small(c as u64);
             t.divmod_small(r);
             if rank.lt(&t) {
                 chosen = Some((s, t));

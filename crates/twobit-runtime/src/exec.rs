@@ -57,9 +57,11 @@ fn get(slots: &[Option<Vec<f32>>], s: usize) -> &[f32] {
 fn linear(d: &Dense, kernel: Kernel, act: Activations, x: &[f32], batch: usize) -> Vec<f32> {
     let mut y = vec![0f32; batch * d.rows];
     match &d.w {
-        Weights::Packed(p) if act == Activations::Int8 => match &d.int8 {
+        Weights::Packed(p) if act.is_int8() => match &d.int8 {
+            Some(l) if batch >= l.f32_from => p[0].matmul(kernel, x, batch, &mut y),
             Some(l) => {
-                p[0].matmul_i8_with(Some(&l.offsets[0]), l.gemv_below, kernel, x, batch, &mut y)
+                let (offs, act) = (Some(&l.offsets[0]), l.act_scale);
+                p[0].matmul_i8_scaled(offs, l.gemv_below, kernel, act, x, batch, &mut y)
             }
             None => p[0].matmul_i8(kernel, x, batch, &mut y),
         },
@@ -87,10 +89,10 @@ pub(crate) fn run_step(
         Kind::Conv { d, geom, direct } => {
             let args = (&d.scale[..], &d.shift[..], d.clamp);
             match (&d.w, direct) {
-                (Weights::Packed(p), _) if act == Activations::Int8 => match &d.int8 {
-                    Some(l) => ops::conv2d_packed_i8_with(
+                (Weights::Packed(p), _) if act.is_int8() => match &d.int8 {
+                    Some(l) => ops::conv2d_packed_i8_layer(
                         p,
-                        &l.offsets,
+                        l,
                         geom,
                         kernel,
                         x(),

@@ -25,6 +25,8 @@ pub struct Runtime {
     pub(crate) plan: Plan,
     pub(crate) kernel: Kernel,
     pub(crate) act: Activations,
+    /// A convolution path forced for every int8 layer instead of the measured one.
+    pub(crate) int8_conv: Option<crate::kernels::int8::ConvPath>,
 }
 
 impl Runtime {
@@ -61,6 +63,7 @@ impl Runtime {
             plan,
             kernel: Kernel::detect(),
             act: Activations::F32,
+            int8_conv: None,
         })
     }
 
@@ -78,6 +81,7 @@ impl Runtime {
             plan,
             kernel: self.kernel,
             act: Activations::F32,
+            int8_conv: self.int8_conv,
         }
     }
 
@@ -87,39 +91,95 @@ impl Runtime {
         self.kernel = kernel;
     }
 
+    /// Makes every int8 convolution take `path` instead of the one measured fastest when
+    /// switching to int8 (`None`, the default, measures); takes effect at the next
+    /// [`Runtime::set_activations`]. For tests and for runs that must not depend on timing.
+    pub fn set_int8_conv_path(&mut self, path: Option<crate::kernels::int8::ConvPath>) {
+        self.int8_conv = path;
+    }
+
     /// Chooses the activation type of the 2-bit layers (default [`Activations::F32`]).
     /// With [`Activations::Int8`] every packed conv/linear layer quantizes its input to
     /// int8 per image on the fly and sums in integers (`kernels::int8`); float layers
     /// (depthwise, the dequantized network) are unaffected.
-    /// Switching to int8 prepares each packed layer once: its table offsets (2 bits per
-    /// weight per plane, see [`crate::kernels::int8::Int8Offsets`]; counted by
-    /// [`Runtime::weight_bytes`]) and, for a linear layer, the batch below which one GEMV
-    /// per sample beats the tile kernel, measured on this machine with the current kernel
-    /// (a few milliseconds per layer). Switching back drops them.
+    /// Switching to int8 prepares each packed layer once, measured on this machine with the
+    /// current kernel (a few milliseconds per layer): a linear layer's table offsets (2 bits
+    /// per weight per plane, see [`crate::kernels::int8::Int8Offsets`]), the batch below
+    /// which one GEMV per sample beats the tile kernel and whether fp32 activations win at
+    /// 32 samples; a convolution's fastest path among
+    /// the int8 tile kernel, the int8 GEMM (int8 planes, 2-3 bytes per weight) and fp32
+    /// activations, with what it needs (see [`crate::ops::int8_conv_layer`]). What is kept
+    /// counts in [`Runtime::weight_bytes`]; switching back drops it.
     pub fn set_activations(&mut self, act: Activations) {
-        use crate::kernels::int8::{Int8Layer, GEMV_BELOW};
+        use crate::kernels::int8::{ActScale, ConvPath, Int8Layer};
         self.act = act;
         let kernel = self.kernel;
+        // The k-th conv/linear step is the k-th Conv/Linear node (fusion folds only batch
+        // norm and clamps into a step): its calibrated range, if any.
+        let mut ranges = self.arch.weight_nodes().map(|n| {
+            self.arch
+                .input_ranges
+                .get(&n.name)
+                .map_or(ActScale::PerRow, |r| ActScale::Fixed(r / 127.0))
+        });
         for s in &mut self.plan.steps {
-            let linear = matches!(s.kind, Kind::Linear { .. });
-            if let Kind::Conv { d, .. } | Kind::Linear { d } = &mut s.kind {
-                d.int8 = match (&d.w, act) {
-                    (Weights::Packed(p), Activations::Int8) => {
-                        let offsets: Vec<_> = p.iter().map(|m| m.int8_offsets()).collect();
-                        let gemv_below = if linear {
-                            p[0].measure_gemv_below(kernel, &offsets[0])
-                        } else {
-                            GEMV_BELOW
-                        };
-                        Some(Int8Layer {
-                            offsets,
-                            gemv_below,
-                        })
+            let act_scale = match &s.kind {
+                Kind::Conv { .. } | Kind::Linear { .. } => ranges.next().unwrap_or_default(),
+                _ => ActScale::PerRow,
+            };
+            let act_scale = if act == Activations::Int8Calibrated {
+                act_scale
+            } else {
+                ActScale::PerRow
+            };
+            match (&mut s.kind, act.is_int8()) {
+                (Kind::Linear { d }, true) => {
+                    d.int8 = match &d.w {
+                        Weights::Packed(p) => {
+                            let offsets: Vec<_> = p.iter().map(|m| m.int8_offsets()).collect();
+                            let gemv_below = p[0].measure_gemv_below(kernel, &offsets[0]);
+                            let f32_from = p[0].measure_f32_from(kernel, &offsets[0], gemv_below);
+                            Some(Int8Layer {
+                                offsets,
+                                gemm: Vec::new(),
+                                conv: ConvPath::Tile,
+                                gemv_below,
+                                f32_from,
+                                act_scale,
+                            })
+                        }
+                        _ => None,
                     }
-                    _ => None,
-                };
+                }
+                (Kind::Conv { d, geom, .. }, true) => {
+                    d.int8 = match &d.w {
+                        Weights::Packed(p) => Some(Int8Layer {
+                            act_scale,
+                            ..match self.int8_conv {
+                                Some(path) => crate::ops::int8_conv_layer_on(p, path),
+                                None => crate::ops::int8_conv_layer(p, geom, kernel),
+                            }
+                        }),
+                        _ => None,
+                    }
+                }
+                (Kind::Conv { d, .. } | Kind::Linear { d }, false) => d.int8 = None,
+                _ => {}
             }
         }
+    }
+
+    /// With int8 activations, each convolution's measured path (see
+    /// [`crate::kernels::int8::ConvPath`]) by step label; empty with fp32 activations.
+    pub fn int8_conv_paths(&self) -> Vec<(String, &'static str)> {
+        self.plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                Kind::Conv { d, .. } => d.int8.as_ref().map(|l| (s.label.clone(), l.conv.name())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The activation type in use.

@@ -10,7 +10,7 @@ use twobit_runtime::kernels::int8::{quantize, quantize_with, row_scale};
 use twobit_runtime::kernels::{
     reference_matmul_i8, Kernel, PackedMatrix, RowOffsets, TileInput, TILE,
 };
-use twobit_runtime::ops::{conv2d_f32, conv2d_packed_i8, ConvGeom};
+use twobit_runtime::ops::{conv2d_f32, conv2d_packed_i8, conv2d_packed_i8_gemm, ConvGeom};
 
 fn pack(codes: &[u8]) -> Vec<u8> {
     let mut p = vec![0u8; codes.len().div_ceil(4)];
@@ -131,6 +131,8 @@ fn gemv_i8_and_tile_i8_agree_with_reference() {
         (4, 257),
         (33, 1000),
         (7, 129),
+        // Over `SMALL_GEMV` weights: the GEMV splits its rows over the thread pool.
+        (301, 1000),
     ] {
         for kind in 0..3 {
             let (codes, lv) = random_matrix(&mut rng, rows, cols, kind, true);
@@ -216,9 +218,12 @@ fn conv_i8_case(
         let shift: Vec<f32> = (0..o).map(|_| rng.random_range(-0.5..0.5)).collect();
         let clamp = (-0.7, 3.0);
         let want = conv2d_f32(&wf, o, &g, &xd, batch, &scale, &shift, clamp);
+        let gm: Vec<_> = m.iter().map(|m| m.int8_gemm()).collect();
         for k in Kernel::all_available() {
             let got = conv2d_packed_i8(&m, &g, k, &x, batch, &scale, &shift, clamp);
             close(&got, &want, &format!("conv {k:?} {g:?} kind {kind}"));
+            let got = conv2d_packed_i8_gemm(&gm, &g, k, &x, batch, &scale, &shift, clamp);
+            close(&got, &want, &format!("conv GEMM {k:?} {g:?} kind {kind}"));
         }
     }
 }
@@ -241,6 +246,14 @@ fn conv_i8_matches_fp32_on_quantized_input() {
     });
     conv_i8_case(6, 80, (6, 7), 8, |g| ConvGeom { group: 4, ..g });
     conv_i8_case(7, 64, (9, 9), 3, |g| ConvGeom { pads: [0; 4], ..g });
+    // GEMM tiles: more than one k chunk (cin·9 > 256), short last tiles, 1x1 kernels.
+    conv_i8_case(8, 40, (10, 13), 13, |g| g);
+    conv_i8_case(9, 7, (5, 3), 5, |g| ConvGeom {
+        kh: 1,
+        kw: 1,
+        pads: [0; 4],
+        ..g
+    });
 }
 
 /// A network of packed layers runs with int8 activations: its first layer exactly as the
@@ -299,10 +312,22 @@ fn runtime_int8_activations() {
     for k in Kernel::all_available() {
         let mut rt = Runtime::from_model(&first).unwrap();
         rt.set_kernel(k);
-        let want = rt.forward(&xd, batch);
+        let (want_q, want_f) = (rt.forward(&xd, batch), rt.forward(&x, batch));
         rt.set_activations(Activations::Int8);
         assert_eq!(rt.activations(), Activations::Int8);
-        close(&rt.forward(&x, batch), &want, &format!("first layer {k:?}"));
+        // The layer's measured path: int8 (tile or GEMM) quantizes, fp32 activations not.
+        let paths = rt.int8_conv_paths();
+        assert_eq!(paths.len(), 1);
+        let want = if paths[0].1 == "f32" {
+            &want_f
+        } else {
+            &want_q
+        };
+        close(
+            &rt.forward(&x, batch),
+            want,
+            &format!("first layer {k:?} {paths:?}"),
+        );
         let mut rt = Runtime::from_model(&whole).unwrap();
         rt.set_kernel(k);
         let want = rt.forward(&x, batch);
@@ -319,5 +344,48 @@ fn runtime_int8_activations() {
                 "{k:?} batch {b}: max error {err} of {scale}"
             );
         }
+    }
+}
+
+/// Every convolution path a runtime can choose gives the same convolution through
+/// `conv2d_packed_i8_layer`, and the measured set-up keeps only what its path needs.
+#[test]
+fn conv_layer_paths_agree() {
+    use twobit_runtime::kernels::int8::{ConvPath, Int8Layer};
+    use twobit_runtime::ops::{conv2d_packed, conv2d_packed_i8_layer, int8_conv_layer};
+    let mut rng = StdRng::seed_from_u64(31);
+    let g = ConvGeom::square(6, (9, 11), 3, 1, 1);
+    let o = 10;
+    let (codes, lv) = random_matrix(&mut rng, o, g.k(), 0, true);
+    let m = [PackedMatrix::from_codes(o, g.k(), &codes, &lv).unwrap()];
+    let batch = 2;
+    let x: Vec<f32> = (0..batch * 6 * 99)
+        .map(|_| rng.random_range(-1.0..2.0))
+        .collect();
+    let (scale, shift) = (vec![1.5f32; o], vec![0.1f32; o]);
+    let clamp = (0.0, f32::INFINITY);
+    for k in Kernel::all_available() {
+        let want_q = conv2d_packed_i8(&m, &g, k, &x, batch, &scale, &shift, clamp);
+        let want_f = conv2d_packed(&m, &g, k, &x, batch, &scale, &shift, clamp);
+        for conv in [ConvPath::Tile, ConvPath::Gemm, ConvPath::F32] {
+            let l = Int8Layer {
+                offsets: vec![m[0].int8_offsets()],
+                gemm: vec![m[0].int8_gemm()],
+                conv,
+                gemv_below: 8,
+                f32_from: usize::MAX,
+                act_scale: Default::default(),
+            };
+            let got = conv2d_packed_i8_layer(&m, &l, &g, k, &x, batch, &scale, &shift, clamp);
+            let want = if conv == ConvPath::F32 {
+                &want_f
+            } else {
+                &want_q
+            };
+            close(&got, want, &format!("{k:?} {conv:?}"));
+        }
+        let l = int8_conv_layer(&m, &g, k);
+        assert_eq!(!l.offsets.is_empty(), l.conv == ConvPath::Tile, "{k:?}");
+        assert_eq!(!l.gemm.is_empty(), l.conv == ConvPath::Gemm, "{k:?}");
     }
 }

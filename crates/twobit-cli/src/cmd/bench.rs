@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::time::Duration;
 use twobit_format::{Model, Tensor};
-use twobit_runtime::{Activations, Kernel, LayerTime, Runtime};
+use twobit_runtime::{Kernel, LayerTime, Runtime};
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -25,8 +25,9 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     pub kernel: String,
     /// `int8`: also time the 2-bit layers with int8 activations, against fp32 and against
-    /// fp32 activations, per layer, with the argmax agreement (`f32`: the 2-bit path only).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    /// fp32 activations, per layer, with the argmax agreement (`f32`: the 2-bit path only);
+    /// `int8-calibrated`: the same with the file's calibrated per-layer scales.
+    #[arg(long, default_value = "f32", value_parser = crate::util::ACT_VALUES)]
     pub act: String,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -95,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model =
         Model::load(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     util::check_batch_memory(&model, args.batch)?;
+    let act = util::activations(&args.act, &model, &args.file)?;
     let mut packed = Runtime::from_model(&model)
         .with_context(|| format!("cannot run {}", args.file.display()))?;
     packed.set_kernel(kernel);
@@ -134,10 +136,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (tp, yp) = time_path(&packed, &x, args.batch, args.warmup, args.iters)?;
     let (tf, yf) = time_path(&fp32, &x, args.batch, args.warmup, args.iters)?;
     // The int8-activation path: same network and kernel choice, timed after the others.
-    let int8 = if args.act == "int8" {
+    let int8 = if act.is_int8() {
         let mut rt = Runtime::from_model(&model)?;
         rt.set_kernel(kernel);
-        rt.set_activations(Activations::Int8);
+        rt.set_activations(act);
         Some(time_path(&rt, &x, args.batch, args.warmup, args.iters)?)
     } else {
         None

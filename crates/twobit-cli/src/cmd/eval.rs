@@ -34,9 +34,10 @@ pub struct Args {
     /// Run the same network with weights expanded to fp32 instead of the 2-bit kernels.
     #[arg(long)]
     pub fp32: bool,
-    /// Activations of the 2-bit layers: `f32`, or `int8` (quantized per image on the fly,
-    /// integer sums; see docs/runtime.md).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    /// Activations of the 2-bit layers: `f32`, `int8` (quantized per image on the fly,
+    /// integer sums; see docs/runtime.md), or `int8-calibrated` (one scale per layer from
+    /// the ranges `twobit calibrate` stores).
+    #[arg(long, default_value = "f32", value_parser = crate::util::ACT_VALUES)]
     pub act: String,
     /// Write each test image's predicted class to this file, one per line (to compare with
     /// another runtime).
@@ -65,9 +66,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let kind = dataset::for_file(args.dataset.as_deref(), &model, &args.file)?;
     let packed = Runtime::from_model(&model)
         .with_context(|| format!("cannot run {}", args.file.display()))?;
-    let int8 = args.act == "int8";
+    let act = crate::util::activations(&args.act, &model, &args.file)?;
+    let int8 = act.is_int8();
     if int8 && args.fp32 {
-        bail!("--act int8 runs the 2-bit layers; it cannot be combined with --fp32");
+        bail!(
+            "--act {} runs the 2-bit layers; it cannot be combined with --fp32",
+            args.act
+        );
     }
     let mut rt = if args.fp32 {
         packed.dequantized()
@@ -75,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         packed
     };
     if int8 {
-        rt.set_activations(twobit_runtime::Activations::Int8);
+        rt.set_activations(act);
     }
     let arch = rt.arch().clone();
     let (mut test, classes) = dataset::load_test(kind, args.data_dir.as_deref(), arch.input)
@@ -147,7 +152,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         format!(
             "2-bit ({}{})",
             rt.kernel().name(),
-            if int8 { ", int8 activations" } else { "" }
+            match act {
+                twobit_runtime::Activations::Int8 => ", int8 activations",
+                twobit_runtime::Activations::Int8Calibrated => ", int8 activations (calibrated)",
+                twobit_runtime::Activations::F32 => "",
+            }
         )
     };
     if args.json {

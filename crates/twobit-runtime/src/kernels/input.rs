@@ -30,6 +30,11 @@ impl RowOffsets {
         RowOffsets::new((0..rows).map(|k| (k * TILE) as u32).collect())
     }
 
+    /// The offsets.
+    pub(crate) fn offsets(&self) -> &[u32] {
+        &self.off
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.off.len()

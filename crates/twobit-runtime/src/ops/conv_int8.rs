@@ -1,14 +1,25 @@
 //! 2-bit convolution with int8 activations: each image quantized once (one scale per
-//! image) into a zero-padded int8 copy, then the int8 tile kernel reads it in place, as the
-//! fp32 path reads its padded copy (see `conv::conv2d_packed`).
+//! image) into a zero-padded int8 copy, then either the int8 tile kernel reads it in place,
+//! as the fp32 path reads its padded copy (see `conv::conv2d_packed`), or the int8 GEMM
+//! im2col's tiles of it (`kernels::int8::gemm`); a runtime measures which is faster per
+//! layer, against fp32 activations too ([`int8_conv_layer`]).
 use super::ConvGeom;
-use crate::kernels::int8::{quantize_with, row_scale, Affine8, Int8Offsets};
-use crate::kernels::{aligned, Kernel, PackedMatrix, Scratch, SendPtr, TileInput, SCRATCH, TILE};
+use crate::kernels::int8::gemm::{self, im2col_range, im2col_tile, TW};
+use crate::kernels::int8::{
+    quantize_with, row_scale, ActScale, Affine8, ConvPath, GemmIsa, Int8Gemm, Int8Layer,
+    Int8Offsets, GEMV_BELOW,
+};
+use crate::kernels::{
+    aligned, Kernel, PackedMatrix, RowOffsets, Scratch, SendPtr, TileInput, SCRATCH, TILE,
+};
 use rayon::prelude::*;
 
 /// Values under which the quantization runs on the calling thread: waking the pool cost
 /// more than the work in batch-1 networks (ResNet-20's layers: 16-64 Ki values).
 const SMALL: usize = 1 << 16;
+
+/// Multiply-adds under which a convolution's tasks run on the calling thread.
+const SMALL_MACS: usize = 1 << 20;
 
 thread_local! {
     // Kept between calls, as the fp32 path's padded copy: a fresh buffer per layer costs
@@ -83,17 +94,180 @@ pub fn conv2d_packed_i8_with(
     batch: usize,
     scale: &[f32],
     shift: &[f32],
+    clamp: (f32, f32),
+) -> Vec<f32> {
+    let act = ActScale::PerRow;
+    conv_tile(m, offs, g, kernel, act, x, batch, scale, shift, clamp)
+}
+
+/// The tile path with the activation scale from `act`.
+#[allow(clippy::too_many_arguments)]
+fn conv_tile(
+    m: &[PackedMatrix],
+    offs: &[Int8Offsets],
+    g: &ConvGeom,
+    kernel: Kernel,
+    act: ActScale,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
     (lo, hi): (f32, f32),
 ) -> Vec<f32> {
     assert_eq!(offs.len(), m.len(), "int8 offsets per group");
-    let in_len = g.cin * g.h * g.w;
-    assert_eq!(x.len(), batch * in_len, "conv input size");
     assert_eq!(m.len(), g.group, "one matrix per group");
     assert!(m.iter().all(|m| m.cols() == g.k()), "conv weight columns");
-    let scales: Vec<f32> = if x.len() < SMALL {
-        x.chunks(in_len).map(row_scale).collect()
-    } else {
-        x.par_chunks(in_len).map(row_scale).collect()
+    let og = m[0].rows();
+    let koff_rows = m[0].stride * 8;
+    run_tasks::<TILE>(g, og, koff_rows, act, x, batch, |t| {
+        let input = TileInput::new(t.img, t.koff, t.idx);
+        let mg = &m[t.gi];
+        SCRATCH.with(|cell| {
+            // No nested parallelism below, so this thread cannot re-enter the borrow.
+            let Scratch {
+                tables_i16, acc, ..
+            } = &mut *cell.borrow_mut();
+            let acc = aligned(acc, og * TILE);
+            let rows = t.gi * og..(t.gi + 1) * og;
+            let aff = t.affine(&scale[rows.clone()], &shift[rows], (lo, hi));
+            // SAFETY: `run_tasks` gives this task positions `p0..p0 + width` of its group's
+            // channels, written by no other task and inside the output's capacity.
+            unsafe { mg.tile_i8_affine(kernel, &offs[t.gi], &input, tables_i16, acc, &aff) };
+        })
+    })
+}
+
+/// [`conv2d_packed_i8`] through the int8 GEMM (`gm[i]` is group `i`'s
+/// [`PackedMatrix::int8_gemm`]): each task im2col's a tile of [`TW`] positions and
+/// multiplies it with `vpdpbusd` where the CPU has it (see `kernels::int8::gemm`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed_i8_gemm(
+    gm: &[Int8Gemm],
+    g: &ConvGeom,
+    kernel: Kernel,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    clamp: (f32, f32),
+) -> Vec<f32> {
+    conv_gemm(
+        gm,
+        g,
+        kernel,
+        ActScale::PerRow,
+        x,
+        batch,
+        scale,
+        shift,
+        clamp,
+    )
+}
+
+/// The GEMM path with the activation scale from `act`.
+#[allow(clippy::too_many_arguments)]
+fn conv_gemm(
+    gm: &[Int8Gemm],
+    g: &ConvGeom,
+    kernel: Kernel,
+    act: ActScale,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    (lo, hi): (f32, f32),
+) -> Vec<f32> {
+    assert_eq!(gm.len(), g.group, "one matrix per group");
+    assert!(gm.iter().all(|m| m.cols == g.k()), "conv weight columns");
+    let isa = GemmIsa::of(kernel);
+    let og = gm[0].rows;
+    run_tasks::<TW>(g, og, gm[0].kq * 4, act, x, batch, |t| {
+        let mg = &gm[t.gi];
+        SCRATCH.with(|cell| {
+            // No nested parallelism below, so this thread cannot re-enter the borrow.
+            let Scratch { tile_u8, part, .. } = &mut *cell.borrow_mut();
+            let b = aligned(tile_u8, mg.tile_len());
+            let rows = t.gi * og..(t.gi + 1) * og;
+            let aff = t.affine(&scale[rows.clone()], &shift[rows], (lo, hi));
+            let (koff, idx) = (t.koff_slice(), &t.idx[..t.width]);
+            if gemm::chunked(isa, mg) {
+                // Each k chunk im2col'd just before the kernel reads it, from L1.
+                for q0 in (0..mg.kq).step_by(gemm::KC) {
+                    let qs = q0..mg.kq.min(q0 + gemm::KC);
+                    im2col_range(mg, t.img, koff, idx, b, qs.clone());
+                    // SAFETY: as in `conv2d_packed_i8_with`; the ISA is this CPU's; the
+                    // chunks in order with one `part`.
+                    unsafe { gemm::tile_chunks(isa, mg, b, part, &aff, qs) };
+                }
+            } else {
+                im2col_tile(mg, t.img, koff, idx, b);
+                // SAFETY: as above.
+                unsafe { gemm::tile(isa, mg, b, part, &aff) };
+            }
+        })
+    })
+}
+
+/// One task's share of a convolution: image `b`, group `gi`, output positions
+/// `p0..p0 + width` (at most `N`).
+struct Task<'a, const N: usize> {
+    b: usize,
+    gi: usize,
+    p0: usize,
+    width: usize,
+    /// The group's channels of the padded int8 image.
+    img: &'a [i8],
+    koff: &'a RowOffsets,
+    /// Window corner of each position (lanes past `width` repeat the first).
+    idx: [u32; N],
+    s: f32,
+    out: SendPtr,
+    o: usize,
+    og: usize,
+    positions: usize,
+}
+
+impl<const N: usize> Task<'_, N> {
+    fn koff_slice(&self) -> &[u32] {
+        self.koff.offsets()
+    }
+
+    /// Where this task's outputs go, through the group's affine.
+    fn affine<'s>(&self, scale: &'s [f32], shift: &'s [f32], (lo, hi): (f32, f32)) -> Affine8<'s> {
+        Affine8 {
+            scale,
+            s: self.s,
+            shift,
+            floor: lo,
+            ceil: hi,
+            dst: self
+                .out
+                .get()
+                .wrapping_add((self.b * self.o + self.gi * self.og) * self.positions + self.p0),
+            stride: self.positions,
+            width: self.width,
+        }
+    }
+}
+
+/// Quantizes `x` per image into the kept padded int8 copy and runs `task` in parallel over
+/// (image, group, `N`-position tile); every task must write its positions of its group's
+/// `og` channels (the output is not zeroed).
+fn run_tasks<const N: usize>(
+    g: &ConvGeom,
+    og: usize,
+    koff_rows: usize,
+    act: ActScale,
+    x: &[f32],
+    batch: usize,
+    task: impl Fn(Task<N>) + Sync,
+) -> Vec<f32> {
+    let in_len = g.cin * g.h * g.w;
+    assert_eq!(x.len(), batch * in_len, "conv input size");
+    let scales: Vec<f32> = match act {
+        ActScale::Fixed(s) => vec![s; batch],
+        ActScale::PerRow if x.len() < SMALL => x.chunks(in_len).map(row_scale).collect(),
+        ActScale::PerRow => x.par_chunks(in_len).map(row_scale).collect(),
     };
     PADDED_I8.with(|cell| {
         let mut own = Vec::new();
@@ -104,58 +278,150 @@ pub fn conv2d_packed_i8_with(
         };
         let (hp, wp) = pad_quantize(g, x, &scales, buf);
         let xp: &[i8] = buf;
-        let og = m[0].rows();
         let (o, positions, ow) = (og * g.group, g.oh() * g.ow(), g.ow());
         let [sh, sw] = g.strides;
         let cin_g = g.cin / g.group;
         let img_len = g.cin * hp * wp;
-        let koff = g.row_offsets(m[0].stride * 8, hp, wp);
+        let koff = g.row_offsets(koff_rows, hp, wp);
         let len = batch * o * positions;
         // Every element is written below (each task its positions for all of its group's
         // channels), so the output is not zeroed first.
         let mut y: Vec<f32> = Vec::with_capacity(len);
-        let tiles = positions.div_ceil(TILE);
+        let tiles = positions.div_ceil(N);
         let out = SendPtr(y.as_mut_ptr());
         let per_img = g.group * tiles;
-        (0..batch * per_img).into_par_iter().for_each(|task| {
-            let (b, gi, t) = (task / per_img, task % per_img / tiles, task % tiles);
-            let p0 = t * TILE;
-            let width = TILE.min(positions - p0);
-            // Window corner of each output position; lanes past `width` repeat the first.
+        let run = |t: usize| {
+            let (b, gi, t) = (t / per_img, t % per_img / tiles, t % tiles);
+            let p0 = t * N;
+            let width = N.min(positions - p0);
             let idx = std::array::from_fn(|j| {
                 let p = p0 + if j < width { j } else { 0 };
                 ((p / ow) * sh * wp + (p % ow) * sw) as u32
             });
             let img = &xp[b * img_len..(b + 1) * img_len];
-            let input = TileInput::new(&img[gi * cin_g * hp * wp..], &koff, idx);
-            let mg = &m[gi];
-            SCRATCH.with(|cell| {
-                // No nested parallelism below, so this thread cannot re-enter the borrow.
-                let Scratch {
-                    tables_i16, acc, ..
-                } = &mut *cell.borrow_mut();
-                let acc = aligned(acc, og * TILE);
-                let rows = gi * og..(gi + 1) * og;
-                let aff = Affine8 {
-                    scale: &scale[rows.clone()],
-                    s: scales[b],
-                    shift: &shift[rows.clone()],
-                    floor: lo,
-                    ceil: hi,
-                    dst: out
-                        .get()
-                        .wrapping_add((b * o + rows.start) * positions + p0),
-                    stride: positions,
-                    width,
-                };
-                // SAFETY: (b, group, t) is unique to this task, so its positions `p0..p0 +
-                // width` of the group's channels are written by no other task, and lie
-                // inside `y`'s capacity (uninitialised memory: written, never read).
-                unsafe { mg.tile_i8_affine(kernel, &offs[gi], &input, tables_i16, acc, &aff) };
+            task(Task {
+                b,
+                gi,
+                p0,
+                width,
+                img: &img[gi * cin_g * hp * wp..],
+                koff: &koff,
+                idx,
+                s: scales[b],
+                out,
+                o,
+                og,
+                positions,
             })
-        });
+        };
+        // A small convolution (LeNet-5's at batch 1) on the calling thread: waking the pool
+        // cost more than the work.
+        if len * koff_rows < SMALL_MACS {
+            (0..batch * per_img).for_each(run);
+        } else {
+            (0..batch * per_img).into_par_iter().for_each(run);
+        }
         // SAFETY: the tasks above wrote all `len` elements.
         unsafe { y.set_len(len) };
         y
     })
+}
+
+/// A convolution's int8 set-up (see [`Int8Layer`]): the fastest of the int8 tile kernel,
+/// the int8 GEMM and fp32 activations on this machine, measured on synthetic input (one
+/// image per thread, best of 3 each, the affine applied as in a network), keeping only what
+/// that path needs. Which wins depends on the shape: the GEMM's fixed work per output
+/// (its epilogue, the im2col) against the tables' per-group cost, and a first layer with
+/// few input channels gains nothing from int8 at all.
+pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8Layer {
+    use std::time::Instant;
+    let offsets: Vec<_> = m.iter().map(|m| m.int8_offsets()).collect();
+    let gemm: Vec<_> = m.iter().map(|m| m.int8_gemm()).collect();
+    let batch = rayon::current_num_threads().max(1);
+    let x: Vec<f32> = (0..batch * g.cin * g.h * g.w)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let o = m[0].rows() * g.group;
+    let (sc, sh) = (vec![1f32; o], vec![0f32; o]);
+    let relu = (0.0, f32::INFINITY);
+    let best = |f: &dyn Fn() -> Vec<f32>| {
+        (0..4)
+            .map(|i| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                // The first run warms the buffers up and is not counted.
+                if i == 0 {
+                    f64::MAX
+                } else {
+                    t.elapsed().as_secs_f64()
+                }
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let times = [
+        best(&|| conv2d_packed_i8_with(m, &offsets, g, kernel, &x, batch, &sc, &sh, relu)),
+        best(&|| conv2d_packed_i8_gemm(&gemm, g, kernel, &x, batch, &sc, &sh, relu)),
+        best(&|| super::conv2d_packed(m, g, kernel, &x, batch, &sc, &sh, relu)),
+    ];
+    // The GEMM holds 2-3 bytes per weight more: it must win by 5 %, not by noise.
+    let cost = [times[0], times[1] * 1.05, times[2]];
+    let i = (0..3).fold(0, |b, i| if cost[i] < cost[b] { i } else { b });
+    let conv = [ConvPath::Tile, ConvPath::Gemm, ConvPath::F32][i];
+    layer(conv, offsets, gemm)
+}
+
+/// A convolution's int8 set-up on a given path, unmeasured (tests, reproducible runs:
+/// [`crate::Runtime::set_int8_conv_path`]).
+pub fn int8_conv_layer_on(m: &[PackedMatrix], conv: ConvPath) -> Int8Layer {
+    let offsets = match conv {
+        ConvPath::Tile => m.iter().map(|m| m.int8_offsets()).collect(),
+        _ => Vec::new(),
+    };
+    let gemm = match conv {
+        ConvPath::Gemm => m.iter().map(|m| m.int8_gemm()).collect(),
+        _ => Vec::new(),
+    };
+    layer(conv, offsets, gemm)
+}
+
+/// The set-up of `conv`, keeping only what that path reads.
+fn layer(conv: ConvPath, offsets: Vec<Int8Offsets>, gemm: Vec<Int8Gemm>) -> Int8Layer {
+    Int8Layer {
+        offsets: if conv == ConvPath::Tile {
+            offsets
+        } else {
+            Vec::new()
+        },
+        gemm: if conv == ConvPath::Gemm {
+            gemm
+        } else {
+            Vec::new()
+        },
+        conv,
+        gemv_below: GEMV_BELOW,
+        f32_from: usize::MAX,
+        act_scale: ActScale::PerRow,
+    }
+}
+
+/// A convolution with int8 activations through its runtime set-up `l` (see
+/// [`int8_conv_layer`]): same arguments and output as [`conv2d_packed_i8`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed_i8_layer(
+    m: &[PackedMatrix],
+    l: &Int8Layer,
+    g: &ConvGeom,
+    kernel: Kernel,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    clamp: (f32, f32),
+) -> Vec<f32> {
+    let act = l.act_scale;
+    match l.conv {
+        ConvPath::Tile => conv_tile(m, &l.offsets, g, kernel, act, x, batch, scale, shift, clamp),
+        ConvPath::Gemm => conv_gemm(&l.gemm, g, kernel, act, x, batch, scale, shift, clamp),
+        ConvPath::F32 => super::conv2d_packed(m, g, kernel, x, batch, scale, shift, clamp),
+    }
 }

@@ -71,6 +71,31 @@ pub fn max_pool(x: &[f32], nc: usize, g: &PoolGeom) -> Vec<f32> {
     assert_eq!(x.len(), nc * h * w, "pool input size");
     let inside = g.inside();
     let mut y = vec![0f32; nc * oh * ow];
+    if inside && g.kernel == [2, 2] && g.strides == [2, 2] && g.dilations == [1, 1] {
+        // The common 2x2/2 pool, row pair by row pair without index arithmetic or bounds
+        // logic per tap, so it vectorises: the generic loop below took vgg7's first pool
+        // (batch 64) 14 ms, as long as a quarter of its int8 convolution.
+        let pool = |(i, out): (usize, &mut [f32])| {
+            let plane = &x[i * h * w..(i + 1) * h * w];
+            for (oy, o) in out.chunks_exact_mut(ow).enumerate() {
+                let r0 = &plane[2 * oy * w..][..2 * ow];
+                let r1 = &plane[(2 * oy + 1) * w..][..2 * ow];
+                for (o, (a, b)) in o.iter_mut().zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))) {
+                    *o = [a[0], a[1], b[0], b[1]]
+                        .into_iter()
+                        .fold(f32::NEG_INFINITY, max_nan_skipping);
+                }
+            }
+        };
+        // Small inputs (LeNet-5 at batch 1) on the calling thread: waking the pool took
+        // longer than the pooling.
+        if x.len() < 1 << 16 {
+            y.chunks_mut(oh * ow).enumerate().for_each(pool);
+        } else {
+            y.par_chunks_mut(oh * ow).enumerate().for_each(pool);
+        }
+        return y;
+    }
     y.par_chunks_mut(oh * ow).enumerate().for_each(|(i, out)| {
         let plane = &x[i * h * w..(i + 1) * h * w];
         for oy in 0..oh {
@@ -98,6 +123,17 @@ pub fn max_pool(x: &[f32], nc: usize, g: &PoolGeom) -> Vec<f32> {
         }
     });
     y
+}
+
+/// `f32::max` for a running maximum that starts at `-inf`: a NaN `v` is skipped, without
+/// `f32::max`'s branch, so loops vectorise.
+#[inline(always)]
+fn max_nan_skipping(m: f32, v: f32) -> f32 {
+    if v > m {
+        v
+    } else {
+        m
+    }
 }
 
 /// Average pooling over `nc` planes (dilation 1). With `count_include_pad` the divisor

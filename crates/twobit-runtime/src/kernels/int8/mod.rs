@@ -20,9 +20,16 @@
 //!   32 groups (|sum| <= 16256) accumulate in int16 before each row's sums are widened and
 //!   scaled by its coefficients: one `vpaddw` per plane per 4 weights for 32 outputs,
 //!   against two fp32 FMAs.
+pub(crate) mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
+#[cfg(target_arch = "x86_64")]
+mod gemv_avx2;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub use gemm::{GemmIsa, Int8Gemm, TW};
 
 use super::{Kernel, PackedMatrix, TileInput, TILE};
 
@@ -43,15 +50,52 @@ pub enum Activations {
     F32,
     /// Activations quantized to int8 per image (or per sample) on the fly; integer sums.
     Int8,
+    /// Int8 with one scale per layer, `range / 127` from the network's calibrated input
+    /// ranges (`Arch::input_ranges`, written by `twobit calibrate`); values beyond the range
+    /// saturate. A layer without a range quantizes per image as [`Activations::Int8`].
+    Int8Calibrated,
 }
 
 impl Activations {
-    /// A short name for reports (`f32`, `int8`).
+    /// A short name for reports (`f32`, `int8`, `int8-calibrated`).
     pub fn name(self) -> &'static str {
         match self {
             Activations::F32 => "f32",
             Activations::Int8 => "int8",
+            Activations::Int8Calibrated => "int8-calibrated",
         }
+    }
+
+    /// Whether the 2-bit layers quantize their inputs to int8.
+    pub fn is_int8(self) -> bool {
+        self != Activations::F32
+    }
+}
+
+/// Where an int8 layer's activation scale comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ActScale {
+    /// `max|x| / 127` of each image (convolution) or sample (linear layer), measured per call.
+    #[default]
+    PerRow,
+    /// One calibrated scale for every image; values beyond `127·s` saturate.
+    Fixed(f32),
+}
+
+impl ActScale {
+    /// The scale of one row `x`.
+    pub fn of(self, x: &[f32]) -> f32 {
+        match self {
+            ActScale::PerRow => row_scale(x),
+            ActScale::Fixed(s) => s,
+        }
+    }
+
+    /// Quantizes one row; returns its scale (see [`quantize_with`]).
+    pub fn quantize(self, x: &[f32], q: &mut [i8]) -> f32 {
+        let s = self.of(x);
+        quantize_with(x, s, q);
+        s
     }
 }
 
@@ -63,23 +107,37 @@ pub(crate) enum Isa {
     Avx512Bw,
     /// AVX512-BW plus VNNI (`vpdpbusd`).
     Avx512Vnni,
+    /// AVX2 (the GEMV; the tile runs the portable code).
+    Avx2,
+    /// AVX2 with AVX-VNNI (`vpdpbusd` on 256 bits).
+    AvxVnni,
 }
 
 impl Isa {
     /// The int8 instructions behind `kernel`: the AVX-512 kernel uses BW (and VNNI when
-    /// present); AVX2 and portable use the portable int8 code.
+    /// present); the AVX2 kernel (or AVX-512 without BW) AVX2, with AVX-VNNI when present;
+    /// portable the portable int8 code.
     pub(crate) fn of(kernel: Kernel) -> Isa {
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx512
-            && kernel.available()
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl")
         {
-            return if is_x86_feature_detected!("avx512vnni") {
-                Isa::Avx512Vnni
-            } else {
-                Isa::Avx512Bw
-            };
+            if kernel == Kernel::Avx512
+                && kernel.available()
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+            {
+                return if is_x86_feature_detected!("avx512vnni") {
+                    Isa::Avx512Vnni
+                } else {
+                    Isa::Avx512Bw
+                };
+            }
+            if kernel != Kernel::Portable && is_x86_feature_detected!("avx2") {
+                return if is_x86_feature_detected!("avxvnni") {
+                    Isa::AvxVnni
+                } else {
+                    Isa::Avx2
+                };
+            }
         }
         let _ = kernel;
         Isa::Portable
@@ -91,6 +149,8 @@ impl Isa {
             Isa::Portable => "portable",
             Isa::Avx512Bw => "avx512bw",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
         }
     }
 }
@@ -243,7 +303,7 @@ impl PackedMatrix {
         let total: i32 = q[..self.cols].iter().map(|&v| v as i32).sum();
         let isa = Isa::of(kernel);
         let chunk = (self.rows / (rayon::current_num_threads() * 4)).clamp(4, 256);
-        y.par_chunks_mut(chunk).enumerate().for_each(|(ci, ys)| {
+        let run = |(ci, ys): (usize, &mut [f32])| {
             let r0 = ci * chunk;
             match isa {
                 #[cfg(target_arch = "x86_64")]
@@ -252,9 +312,22 @@ impl PackedMatrix {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F/BW detected by `Isa::of`; length checked above.
                 Isa::Avx512Bw => unsafe { x86::gemv_rows::<false>(self, q, total, s, r0, ys) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 and AVX-VNNI detected by `Isa::of`; length checked above.
+                Isa::AvxVnni => unsafe { gemv_avx2::gemv_rows::<true>(self, q, total, s, r0, ys) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 detected by `Isa::of`; length checked above.
+                Isa::Avx2 => unsafe { gemv_avx2::gemv_rows::<false>(self, q, total, s, r0, ys) },
                 _ => portable::gemv_rows(self, q, total, s, r0, ys),
             }
-        });
+        };
+        // A small matrix (LeNet's 400x120) on the calling thread: waking the pool took 10x
+        // longer than the GEMV.
+        if self.rows * self.cols < super::SMALL_GEMV {
+            y.chunks_mut(chunk).enumerate().for_each(run);
+        } else {
+            y.par_chunks_mut(chunk).enumerate().for_each(run);
+        }
     }
 
     /// One column tile of int8 activations for output rows `rows`:
@@ -363,7 +436,16 @@ impl PackedMatrix {
     /// `[batch, cols]`, `y` is `[batch, rows]`), the layout of a linear layer: GEMV per
     /// sample under [`GEMV_BELOW`] samples, else 32-sample tiles.
     pub fn matmul_i8(&self, kernel: Kernel, x: &[f32], batch: usize, y: &mut [f32]) {
-        portable::matmul_i8(self, None, GEMV_BELOW, kernel, x, batch, y)
+        portable::matmul_i8(
+            self,
+            None,
+            GEMV_BELOW,
+            kernel,
+            ActScale::PerRow,
+            x,
+            batch,
+            y,
+        )
     }
 
     /// [`PackedMatrix::matmul_i8`] with this matrix's [`Int8Offsets`] given (built here
@@ -378,7 +460,31 @@ impl PackedMatrix {
         batch: usize,
         y: &mut [f32],
     ) {
-        portable::matmul_i8(self, offs, gemv_below, kernel, x, batch, y)
+        portable::matmul_i8(
+            self,
+            offs,
+            gemv_below,
+            kernel,
+            ActScale::PerRow,
+            x,
+            batch,
+            y,
+        )
+    }
+
+    /// [`PackedMatrix::matmul_i8_with`] with the activation scale from `scale`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_i8_scaled(
+        &self,
+        offs: Option<&Int8Offsets>,
+        gemv_below: usize,
+        kernel: Kernel,
+        scale: ActScale,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) {
+        portable::matmul_i8(self, offs, gemv_below, kernel, scale, x, batch, y)
     }
 
     /// Below how many samples one int8 GEMV per sample beats a 32-sample tile pass for this
@@ -405,6 +511,38 @@ impl PackedMatrix {
         let (x1, y1) = (&x[..self.cols], &mut y[..self.rows]);
         let gemv = best(&mut || self.matmul_i8_with(Some(offs), 2, kernel, x1, 1, y1));
         ((tile / gemv.max(1e-9)).ceil() as usize).clamp(1, TILE)
+    }
+
+    /// [`TILE`] when fp32 activations (the 2-bit fp32 kernels) beat int8 on this machine at
+    /// `TILE` samples with the crossover `gemv_below` (best of 3 each, synthetic input),
+    /// else `usize::MAX`: under the AVX2 kernel the int8 tile is portable code and one
+    /// GEMV per sample lost to the AVX2 fp32 tile (vgg7's fc1 at 64 samples: 18 ms
+    /// against 6.4 ms).
+    pub fn measure_f32_from(&self, kernel: Kernel, offs: &Int8Offsets, gemv_below: usize) -> usize {
+        use std::time::Instant;
+        let x: Vec<f32> = (0..TILE * self.cols)
+            .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
+            .collect();
+        let mut y = vec![0f32; TILE * self.rows];
+        let mut best = |int8: bool| {
+            (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    if int8 {
+                        self.matmul_i8_with(Some(offs), gemv_below, kernel, &x, TILE, &mut y)
+                    } else {
+                        self.matmul(kernel, &x, TILE, &mut y)
+                    }
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let (int8, f32) = (best(true), best(false));
+        if f32 < int8 {
+            TILE
+        } else {
+            usize::MAX
+        }
     }
 }
 
@@ -449,21 +587,57 @@ impl Affine8<'_> {
     }
 }
 
-/// A runtime layer's int8 set-up, made once when it switches to int8: each weight
-/// matrix's [`Int8Offsets`] (rebuilt per call, they were a sixth of a batch-1 pass) and,
-/// for a linear layer, the measured GEMV/tile crossover.
+/// How an int8 runtime runs one convolution, chosen by measurement when it switches to
+/// int8 ([`crate::ops::int8_conv_layer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPath {
+    /// The int16-LUT tile kernel ([`PackedMatrix::tile_i8`]).
+    Tile,
+    /// The int8 GEMM ([`Int8Gemm`], `vpdpbusd`).
+    Gemm,
+    /// fp32 activations (the 2-bit fp32 tile kernel): for layers where quantizing costs
+    /// more than it saves, such as a first layer with few input channels.
+    F32,
+}
+
+impl ConvPath {
+    /// A short name for reports (`tile`, `gemm`, `f32`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPath::Tile => "tile",
+            ConvPath::Gemm => "gemm",
+            ConvPath::F32 => "f32",
+        }
+    }
+}
+
+/// A runtime layer's int8 set-up, made once when it switches to int8: for a linear layer,
+/// each weight matrix's [`Int8Offsets`] (rebuilt per call, they were a sixth of a batch-1
+/// pass) and the measured GEMV/tile crossover; for a convolution, the measured
+/// [`ConvPath`] and what it needs (offsets for the tile, [`Int8Gemm`] planes for the GEMM,
+/// nothing for fp32 activations).
 #[derive(Clone, Debug)]
 pub struct Int8Layer {
-    /// One per weight matrix (conv group).
+    /// One per weight matrix (conv group) for the tile kernel; empty otherwise.
     pub offsets: Vec<Int8Offsets>,
+    /// One per conv group for the GEMM path; empty otherwise.
+    pub gemm: Vec<Int8Gemm>,
+    /// A convolution's path (linear layers: [`ConvPath::Tile`], unused).
+    pub conv: ConvPath,
     /// See [`PackedMatrix::measure_gemv_below`].
     pub gemv_below: usize,
+    /// A linear layer runs with fp32 activations from this many samples on (see
+    /// [`PackedMatrix::measure_f32_from`]; `usize::MAX`: never).
+    pub f32_from: usize,
+    /// Where the input's int8 scale comes from.
+    pub act_scale: ActScale,
 }
 
 impl Int8Layer {
-    /// Bytes of offsets held.
+    /// Bytes held (offsets and int8 planes).
     pub fn bytes(&self) -> usize {
-        self.offsets.iter().map(Int8Offsets::bytes).sum()
+        self.offsets.iter().map(Int8Offsets::bytes).sum::<usize>()
+            + self.gemm.iter().map(Int8Gemm::bytes).sum::<usize>()
     }
 }
 
@@ -472,58 +646,5 @@ impl Int8Layer {
 pub const GEMV_BELOW: usize = 8;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use twobit_quant::Levels;
-
-    /// Both AVX-512 GEMV variants (this CPU may have VNNI, so the BW-only one is tested
-    /// here directly) against the portable kernel, on ragged widths and all code patterns.
-    #[test]
-    fn gemv_variants_agree() {
-        let mut s = 1u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        for cols in [1, 8, 63, 64, 65, 129, 200, 1000] {
-            let rows: usize = 13;
-            let codes: Vec<u8> = (0..(rows * cols).div_ceil(4))
-                .map(|_| next() as u8)
-                .collect();
-            let lv = Levels {
-                values: [-1.5, -0.25, 0.5, 2.0],
-                thresholds: [0.0; 3],
-            };
-            let m = PackedMatrix::from_codes(rows, cols, &codes, &[lv]).unwrap();
-            let mut q = vec![0i8; m.gemv_i8_len()];
-            for v in &mut q[..cols] {
-                *v = (next() % 255) as i8;
-                *v = (*v).max(-127);
-            }
-            let total = q.iter().map(|&v| v as i32).sum();
-            let mut want = vec![0f32; rows];
-            portable::gemv_rows(&m, &q, total, 0.5, 0, &mut want);
-            #[cfg(target_arch = "x86_64")]
-            for isa in [Isa::Avx512Bw, Isa::Avx512Vnni] {
-                if Isa::of(Kernel::Avx512) != Isa::Avx512Vnni && isa == Isa::Avx512Vnni {
-                    continue;
-                }
-                if Isa::of(Kernel::Avx512) == Isa::Portable {
-                    continue;
-                }
-                let mut y = vec![0f32; rows];
-                // SAFETY: the ISA was detected above; `q` is padded with zeros.
-                unsafe {
-                    if isa == Isa::Avx512Vnni {
-                        x86::gemv_rows::<true>(&m, &q, total, 0.5, 0, &mut y)
-                    } else {
-                        x86::gemv_rows::<false>(&m, &q, total, 0.5, 0, &mut y)
-                    }
-                }
-                assert_eq!(y, want, "{isa:?} cols {cols}");
-            }
-        }
-    }
-}
+#[path = "gemv_tests.rs"]
+mod tests;

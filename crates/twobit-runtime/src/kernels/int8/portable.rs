@@ -102,11 +102,13 @@ pub(super) fn tile(
 }
 
 /// See [`PackedMatrix::matmul_i8`].
+#[allow(clippy::too_many_arguments)]
 pub(super) fn matmul_i8(
     m: &PackedMatrix,
     offs: Option<&Int8Offsets>,
     gemv_below: usize,
     kernel: Kernel,
+    act: super::ActScale,
     x: &[f32],
     batch: usize,
     y: &mut [f32],
@@ -114,10 +116,15 @@ pub(super) fn matmul_i8(
     use rayon::prelude::*;
     assert_eq!(x.len(), batch * m.cols, "matmul input size");
     assert_eq!(y.len(), batch * m.rows, "matmul output size");
-    if batch < gemv_below {
+    // Under AVX2 the GEMV has SIMD code and the tile does not: one GEMV per sample always.
+    let simd_gemv_only = matches!(
+        super::Isa::of(kernel),
+        super::Isa::Avx2 | super::Isa::AvxVnni
+    );
+    if batch < gemv_below || simd_gemv_only {
         let mut q = vec![0i8; m.gemv_i8_len()];
         for (xs, ys) in x.chunks(m.cols).zip(y.chunks_mut(m.rows)) {
-            let s = super::quantize(xs, &mut q[..m.cols]);
+            let s = act.quantize(xs, &mut q[..m.cols]);
             m.gemv_i8(kernel, &q, s, ys);
         }
         return;
@@ -140,7 +147,7 @@ pub(super) fn matmul_i8(
             let mut q = vec![0i8; m.cols];
             for j in 0..TILE.min(batch - t * TILE) {
                 let n = t * TILE + j;
-                sc[j] = super::quantize(&x[n * m.cols..(n + 1) * m.cols], &mut q);
+                sc[j] = act.quantize(&x[n * m.cols..(n + 1) * m.cols], &mut q);
                 for (k, &v) in q.iter().enumerate() {
                     xt[k * TILE + j] = v;
                 }

@@ -362,13 +362,24 @@ unsafe fn row_block<const H3: bool, const FIRST: bool, const LAST: bool>(
             0
         };
         let tq = tb.add(q * 8 * 1024);
-        for i in 0..8 {
-            let tg = tq.add(i * 1024);
+        // Two sums per plane (even and odd groups, named registers): one chain of
+        // dependent adds per plane limited the loop to one lookup per cycle and plane.
+        let (mut ap1, mut an1, mut ab1) = (zero, zero, zero);
+        for i in (0..8).step_by(2) {
+            let (tg, th) = (tq.add(i * 1024), tq.add((i + 1) * 1024));
             ap = _mm512_add_epi16(ap, entry(tg, (wp >> (8 * i)) as u8));
             an = _mm512_add_epi16(an, entry(tg, (wn >> (8 * i)) as u8));
+            ap1 = _mm512_add_epi16(ap1, entry(th, (wp >> (8 * i + 8)) as u8));
+            an1 = _mm512_add_epi16(an1, entry(th, (wn >> (8 * i + 8)) as u8));
             if H3 {
                 ab = _mm512_add_epi16(ab, entry(tg, (wb >> (8 * i)) as u8));
+                ab1 = _mm512_add_epi16(ab1, entry(th, (wb >> (8 * i + 8)) as u8));
             }
+        }
+        ap = _mm512_add_epi16(ap, ap1);
+        an = _mm512_add_epi16(an, an1);
+        if H3 {
+            ab = _mm512_add_epi16(ab, ab1);
         }
     }
     if !LAST {
