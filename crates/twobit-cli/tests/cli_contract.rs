@@ -9,14 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{band_model, dataset, float_model, listing, mkfifo, one_error, s, stderr, twobit};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap();
-    serde_json::from_str(line).unwrap()
-}
+use common::{
+    band_model, dataset, float_model, json, listing, mkfifo, one_error, s, stderr, twobit,
+};
 
 /// `twobit train` of the MLP on the tiny dataset in `data`, writing `out`; `extra` flags
 /// replace the defaults of the same name.

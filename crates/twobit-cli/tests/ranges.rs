@@ -2,12 +2,7 @@
 //! file, shown by `inspect`, used by `--act int8-calibrated`, and dropped when the weights
 //! change.
 mod common;
-use common::{band_model, dataset, one_error, s, stderr, twobit};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
+use common::{band_model, dataset, json, one_error, s, stderr, twobit};
 
 #[test]
 fn calibrate_stores_each_layers_input_range() {

@@ -218,6 +218,24 @@ impl DatasetKind {
     /// # Errors
     /// [`DataError::FolderNeedsShape`] for [`DatasetKind::Folder`]: use [`load_folder`].
     pub fn load(self, dir: Option<&Path>) -> Result<Splits, DataError> {
+        let dir = self.existing_dir(dir)?;
+        Ok(Splits {
+            train: self.split(&dir, false)?,
+            test: self.split(&dir, true)?,
+        })
+    }
+
+    /// Loads only the test split (what evaluation needs: the training files may be absent).
+    ///
+    /// # Errors
+    /// As [`Self::load`], for the test files only.
+    pub fn load_test(self, dir: Option<&Path>) -> Result<Dataset, DataError> {
+        let dir = self.existing_dir(dir)?;
+        self.split(&dir, true)
+    }
+
+    /// `dir` (or the default), absolute, checked to exist; folders need [`load_folder`].
+    fn existing_dir(self, dir: Option<&Path>) -> Result<PathBuf, DataError> {
         if self == Self::Folder {
             return Err(DataError::FolderNeedsShape);
         }
@@ -227,36 +245,17 @@ impl DatasetKind {
         if !dir.is_dir() {
             return Err(DataError::MissingDir { kind: self, dir });
         }
-        match self {
-            Self::Mnist | Self::FashionMnist => Ok(Splits {
-                train: idx::load_split(self, &dir, "train")?,
-                test: idx::load_split(self, &dir, "t10k")?,
-            }),
-            Self::Cifar10 => Ok(Splits {
-                train: cifar::load_files(&dir, &cifar::TRAIN_FILES)?,
-                test: cifar::load_files(&dir, &[cifar::TEST_FILE])?,
-            }),
-            Self::Folder => Err(DataError::FolderNeedsShape),
-        }
+        Ok(dir)
     }
 
-    /// Loads only the test split (what evaluation needs: the training files may be absent).
-    ///
-    /// # Errors
-    /// As [`Self::load`], for the test files only.
-    pub fn load_test(self, dir: Option<&Path>) -> Result<Dataset, DataError> {
-        if self == Self::Folder {
-            return Err(DataError::FolderNeedsShape);
-        }
-        let dir = dir.map_or_else(|| self.default_dir(), Path::to_path_buf);
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
-        if !dir.is_dir() {
-            return Err(DataError::MissingDir { kind: self, dir });
-        }
-        match self {
-            Self::Mnist | Self::FashionMnist => idx::load_split(self, &dir, "t10k"),
-            Self::Cifar10 => cifar::load_files(&dir, &[cifar::TEST_FILE]),
-            Self::Folder => Err(DataError::FolderNeedsShape),
+    /// The test or training split's files in `dir`.
+    fn split(self, dir: &Path, test: bool) -> Result<Dataset, DataError> {
+        match (self, test) {
+            (Self::Mnist | Self::FashionMnist, true) => idx::load_split(self, dir, "t10k"),
+            (Self::Mnist | Self::FashionMnist, false) => idx::load_split(self, dir, "train"),
+            (Self::Cifar10, true) => cifar::load_files(dir, &[cifar::TEST_FILE]),
+            (Self::Cifar10, false) => cifar::load_files(dir, &cifar::TRAIN_FILES),
+            (Self::Folder, _) => Err(DataError::FolderNeedsShape),
         }
     }
 }

@@ -430,22 +430,30 @@ fn float(
         tensor: name.to_string(),
         dtype: dtype.to_string(),
     })?;
-    validate::numel(name, &shape, 0)?;
-    let view = stored(st, used, name.to_string(), crate::write::float_dtype(dtype))?;
-    if view.shape != shape.as_slice() {
+    let data = raw(st, used, name, crate::write::float_dtype(dtype), &shape)?;
+    let f = FloatTensor { dtype, shape, data };
+    validate::float(name, &f)?;
+    Ok(f)
+}
+
+/// The bytes of a tensor stored as it came, with the manifest's dtype and shape.
+fn raw(
+    st: &Container<'_>,
+    used: &mut HashSet<String>,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+) -> Result<Vec<u8>, FormatError> {
+    validate::numel(name, shape, 0)?;
+    let view = stored(st, used, name.to_string(), dtype)?;
+    if view.shape != shape {
         return Err(FormatError::ShapeMismatch {
             tensor: name.to_string(),
-            expected: shape,
+            expected: shape.to_vec(),
             actual: view.shape.to_vec(),
         });
     }
-    let f = FloatTensor {
-        dtype,
-        shape,
-        data: view.data.to_vec(),
-    };
-    validate::float(name, &f)?;
-    Ok(f)
+    Ok(view.data.to_vec())
 }
 
 fn int(
@@ -459,20 +467,8 @@ fn int(
         tensor: name.to_string(),
         dtype: dtype.to_string(),
     })?;
-    validate::numel(name, &shape, 0)?;
-    let view = stored(st, used, name.to_string(), crate::write::int_dtype(dtype))?;
-    if view.shape != shape.as_slice() {
-        return Err(FormatError::ShapeMismatch {
-            tensor: name.to_string(),
-            expected: shape,
-            actual: view.shape.to_vec(),
-        });
-    }
-    let t = IntTensor {
-        dtype,
-        shape,
-        data: view.data.to_vec(),
-    };
+    let data = raw(st, used, name, crate::write::int_dtype(dtype), &shape)?;
+    let t = IntTensor { dtype, shape, data };
     validate::int(name, &t)?;
     Ok(t)
 }

@@ -95,21 +95,7 @@ pub(crate) fn levels(name: &str, group: usize, l: &Levels) -> Result<(), FormatE
 
 /// Data length matches shape and dtype; BOOL bytes are 0 or 1.
 pub(crate) fn int(name: &str, t: &IntTensor) -> Result<(), FormatError> {
-    let n = numel(name, &t.shape, 0)?;
-    let expected = n
-        .checked_mul(t.dtype.size())
-        .ok_or_else(|| FormatError::ShapeOverflow {
-            tensor: name.to_string(),
-            shape: t.shape.clone(),
-            max: MAX_ELEMENTS,
-        })?;
-    if t.data.len() != expected {
-        return Err(FormatError::DataLength {
-            tensor: name.to_string(),
-            expected,
-            actual: t.data.len(),
-        });
-    }
+    data_length(name, &t.shape, t.dtype.size(), t.data.len())?;
     if t.dtype == IntDtype::Bool {
         if let Some((index, &value)) = t.data.iter().enumerate().find(|(_, b)| **b > 1) {
             return Err(FormatError::BadBool {
@@ -124,19 +110,24 @@ pub(crate) fn int(name: &str, t: &IntTensor) -> Result<(), FormatError> {
 
 /// Data length matches shape and dtype.
 pub(crate) fn float(name: &str, f: &FloatTensor) -> Result<(), FormatError> {
-    let n = numel(name, &f.shape, 0)?;
-    let expected = n
-        .checked_mul(f.dtype.size())
-        .ok_or_else(|| FormatError::ShapeOverflow {
-            tensor: name.to_string(),
-            shape: f.shape.clone(),
-            max: MAX_ELEMENTS,
-        })?;
-    if f.data.len() != expected {
+    data_length(name, &f.shape, f.dtype.size(), f.data.len())
+}
+
+/// `len` bytes are exactly `shape`'s elements of `size` bytes.
+fn data_length(name: &str, shape: &[usize], size: usize, len: usize) -> Result<(), FormatError> {
+    let expected =
+        numel(name, shape, 0)?
+            .checked_mul(size)
+            .ok_or_else(|| FormatError::ShapeOverflow {
+                tensor: name.to_string(),
+                shape: shape.to_vec(),
+                max: MAX_ELEMENTS,
+            })?;
+    if len != expected {
         return Err(FormatError::DataLength {
             tensor: name.to_string(),
             expected,
-            actual: f.data.len(),
+            actual: len,
         });
     }
     Ok(())

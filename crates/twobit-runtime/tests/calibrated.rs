@@ -3,49 +3,13 @@
 //! a range quantize per image.
 mod common;
 
-use common::{bn, model, node, packed};
+use common::conv_net as nets;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use twobit_format::graph::INPUT;
-use twobit_format::{Model, Op};
+use twobit_format::Model;
 use twobit_runtime::kernels::int8::{quantize_with, ConvPath};
 use twobit_runtime::{Activations, Kernel, Runtime};
-
-/// A conv -> bn -> relu -> conv -> relu -> flatten -> linear network, and its first layer
-/// alone.
-fn nets(rng: &mut StdRng) -> (Model, Model) {
-    let mut t = BTreeMap::new();
-    t.insert(
-        "c.weight".into(),
-        packed(rng, vec![12, 3, 3, 3], false, true),
-    );
-    t.insert(
-        "d.weight".into(),
-        packed(rng, vec![16, 12, 3, 3], true, true),
-    );
-    t.insert(
-        "fc.weight".into(),
-        packed(rng, vec![10, 16 * 5 * 5], false, false),
-    );
-    let bn_op = bn(rng, &mut t, "bn", 12);
-    let nodes = vec![
-        node(Op::conv("c.weight".into(), None, 1, 1), &[INPUT], "a"),
-        node(bn_op, &["a"], "b"),
-        node(Op::Relu, &["b"], "c"),
-    ];
-    let first = model(t.clone(), [3, 10, 10], nodes.clone(), "c".into());
-    let mut more = nodes;
-    more.push(node(Op::conv("d.weight".into(), None, 2, 1), &["c"], "d"));
-    more.push(node(Op::Relu, &["d"], "e"));
-    more.push(node(Op::Flatten, &["e"], "f"));
-    let fc = Op::Linear {
-        weight: "fc.weight".into(),
-        bias: None,
-    };
-    more.push(node(fc, &["f"], "y"));
-    (first, model(t, [3, 10, 10], more, "y".into()))
-}
 
 /// Each layer's largest |input| over the batch, by node name (as `twobit calibrate` does).
 fn ranges(m: &Model, x: &[f32], batch: usize) -> BTreeMap<String, f32> {

@@ -260,45 +260,9 @@ fn conv_i8_matches_fp32_on_quantized_input() {
 /// fp32 runtime on the per-image quantized input; the whole network close to fp32.
 #[test]
 fn runtime_int8_activations() {
-    use common::{bn, model, node, packed};
-    use std::collections::BTreeMap;
-    use twobit_format::graph::INPUT;
-    use twobit_format::Op;
     use twobit_runtime::{Activations, Runtime};
     let mut rng = StdRng::seed_from_u64(21);
-    let mut t = BTreeMap::new();
-    t.insert(
-        "c.weight".into(),
-        packed(&mut rng, vec![12, 3, 3, 3], false, true),
-    );
-    t.insert(
-        "d.weight".into(),
-        packed(&mut rng, vec![16, 12, 3, 3], true, true),
-    );
-    t.insert(
-        "fc.weight".into(),
-        packed(&mut rng, vec![10, 16 * 5 * 5], false, false),
-    );
-    let bn_op = bn(&mut rng, &mut t, "bn", 12);
-    let nodes = vec![
-        node(Op::conv("c.weight".into(), None, 1, 1), &[INPUT], "a"),
-        node(bn_op, &["a"], "b"),
-        node(Op::Relu, &["b"], "c"),
-    ];
-    let first = model(t.clone(), [3, 10, 10], nodes.clone(), "c".into());
-    let mut more = nodes;
-    more.push(node(Op::conv("d.weight".into(), None, 2, 1), &["c"], "d"));
-    more.push(node(Op::Relu, &["d"], "e"));
-    more.push(node(Op::Flatten, &["e"], "f"));
-    more.push(node(
-        Op::Linear {
-            weight: "fc.weight".into(),
-            bias: None,
-        },
-        &["f"],
-        "y",
-    ));
-    let whole = model(t, [3, 10, 10], more, "y".into());
+    let (first, whole) = common::conv_net(&mut rng);
     let batch = 40;
     let x: Vec<f32> = (0..batch * 300)
         .map(|_| rng.random_range(-1.0..1.0))

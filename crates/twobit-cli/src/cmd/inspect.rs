@@ -262,26 +262,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     fmt_ranges(&th),
                 );
             }
-            Tensor::Float(f) => println!(
-                "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}",
-                name,
-                shape_str(&f.shape),
-                format!("float:{}", f.dtype.name()),
-                "-",
-                "-",
-                "-",
-                8 * f.dtype.size(),
-            ),
-            Tensor::Int(t) => println!(
-                "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}",
-                name,
-                shape_str(&t.shape),
-                format!("int:{}", t.dtype.name()),
-                "-",
-                "-",
-                "-",
-                "-",
-            ),
+            // Kept as stored: the dtype, and bits per value for float weights.
+            Tensor::Float(_) | Tensor::Int(_) => {
+                let (kind, bits) = match t {
+                    Tensor::Float(f) => (
+                        format!("float:{}", f.dtype),
+                        (8 * f.dtype.size()).to_string(),
+                    ),
+                    Tensor::Int(i) => (format!("int:{}", i.dtype), "-".to_string()),
+                    Tensor::Packed(_) => unreachable!("matched above"),
+                };
+                println!(
+                    "{:<w$}  {:<14} {:<10} {:<7} {:>6} {:>8} {:>7}",
+                    name,
+                    shape_str(t.shape()),
+                    kind,
+                    "-",
+                    "-",
+                    "-",
+                    bits,
+                );
+            }
         }
     }
     println!(

@@ -19,6 +19,14 @@ pub fn twobit(args: &[&str]) -> Output {
         .expect("run twobit")
 }
 
+/// The JSON object a successful `--json` command printed (its last `{` line).
+pub fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap();
+    serde_json::from_str(line).unwrap()
+}
+
 /// A path as `&str` (test paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
