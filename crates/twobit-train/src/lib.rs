@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod device;
 mod error;
 pub mod export;
 pub mod fast;
@@ -22,6 +23,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::{ModelKind, OptimizerKind, ScheduleKind, TrainConfig, WeightScheme};
+pub use device::{DeviceError, DeviceKind};
 pub use error::TrainError;
 pub use graph_net::{train_graph, GraphInit, GraphNet};
 pub use trainer::{
@@ -30,19 +32,13 @@ pub use trainer::{
 
 use burn::tensor::Device;
 
-/// The device training runs on, chosen at compile time: CUDA with feature `cuda`, wgpu with
-/// feature `wgpu`, otherwise the pure-Rust flex CPU backend. Autodiff is added by the trainer.
+/// The device training runs on: the one chosen by [`device::select`] (`twobit train
+/// --device`), else the build's default ([`DeviceKind::default_for_build`]: CUDA with feature
+/// `cuda`, wgpu with feature `wgpu`, otherwise the pure-Rust flex CPU backend), unchecked.
+/// Autodiff is added by the trainer.
 pub fn default_device() -> Device {
-    #[cfg(feature = "cuda")]
-    {
-        Device::cuda(0)
-    }
-    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-    {
-        Device::wgpu(Default::default())
-    }
-    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-    {
-        Device::flex()
+    match device::selected() {
+        Some((_, device)) => device,
+        None => DeviceKind::default_for_build().unchecked(),
     }
 }

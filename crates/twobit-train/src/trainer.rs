@@ -38,6 +38,12 @@ pub struct EpochLog {
     pub images_per_second: f64,
     /// Training seconds of this epoch (excluding evaluation).
     pub seconds: f64,
+    /// Of `seconds`, the quantizer's: weights to the host, the fit, the quantized weights
+    /// back to the device. On a GPU this includes waiting for the previous step's work
+    /// unless `TWOBIT_PROFILE=1` (which syncs the device between phases). 0 in logs written
+    /// before it was recorded.
+    #[serde(default)]
+    pub quantize_seconds: f64,
 }
 
 /// Progress callbacks (the CLI draws a progress bar).
@@ -278,7 +284,15 @@ impl<'a> Trainer<'a> {
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
             // Time per phase (TWOBIT_PROFILE=1), to find where an epoch goes.
             let profile = std::env::var_os("TWOBIT_PROFILE").is_some();
+            // A GPU runs asynchronously: profiling waits for each phase's work to finish, so
+            // that it is counted in that phase.
+            let sync = || {
+                if profile {
+                    let _ = self.device.sync();
+                }
+            };
             let mut prof = [0f64; 5];
+            let mut quantize_seconds = 0.0;
             let mut first_lr = 0.0;
             for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
                 let lr = learning_rate(
@@ -292,12 +306,16 @@ impl<'a> Trainer<'a> {
                 if step == 0 {
                     first_lr = lr;
                 }
+                sync();
                 let t0 = Instant::now();
                 let (x, y, labels) =
                     batcher.batch_with(train, idx, augment, &mut aug_rng, &self.device);
+                sync();
                 let t1 = Instant::now();
                 let fw = plan.train_weights(&model, &mut qat_state)?;
+                sync();
                 let t2 = Instant::now();
+                quantize_seconds += (t2 - t1).as_secs_f64();
                 let logits = model.forward(x, &fw);
                 let loss = cross_entropy(logits.clone(), y);
                 let loss_value: f32 = loss.clone().into_scalar();
@@ -313,9 +331,11 @@ impl<'a> Trainer<'a> {
                 seen += idx.len();
                 loss_sum += loss_value as f64 * idx.len() as f64;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
+                sync();
                 let t4 = Instant::now();
                 model = optim.step(lr, model, grads);
                 plan.project_ttq(&mut model);
+                sync();
                 let t5 = Instant::now();
                 if profile {
                     for (acc, (a, b)) in
@@ -358,6 +378,7 @@ impl<'a> Trainer<'a> {
                 test_accuracy,
                 images_per_second: seen as f64 / seconds.max(1e-9),
                 seconds,
+                quantize_seconds,
             };
             progress.epoch_end(&log);
             if let Some(path) = &opts.log {

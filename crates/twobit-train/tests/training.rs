@@ -164,6 +164,7 @@ fn resumed_run_matches_uninterrupted_run() {
         let mut l = resumed.outcome.logs[0].clone();
         l.images_per_second = full.outcome.logs[0].images_per_second;
         l.seconds = full.outcome.logs[0].seconds;
+        l.quantize_seconds = full.outcome.logs[0].quantize_seconds;
         l
     });
     for (a, b) in full.outcome.logs.iter().zip(&resumed.outcome.logs).skip(1) {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use twobit_data::{Augment, DatasetKind};
 use twobit_train::{
-    EpochLog, GraphInit, ModelKind, OptimizerKind, Progress, RunOptions, ScheduleKind, TrainConfig,
-    TrainData, WeightScheme,
+    DeviceKind, EpochLog, GraphInit, ModelKind, OptimizerKind, Progress, RunOptions, ScheduleKind,
+    TrainConfig, TrainData, WeightScheme,
 };
 
 use super::dataset;
@@ -108,6 +108,10 @@ pub struct Args {
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
     json: bool,
+    /// Device to train on: cpu, cuda or wgpu (the last two need a build with `--features
+    /// cuda|wgpu`) [default: cuda in a build with it, else wgpu in a build with it, else cpu].
+    #[arg(long, value_name = "cpu|cuda|wgpu")]
+    device: Option<String>,
 }
 
 /// Progress bar per epoch on stderr (a line every few seconds when stderr is not a
@@ -229,6 +233,19 @@ fn parse_shape(s: &str) -> anyhow::Result<[usize; 3]> {
     }
 }
 
+/// `--device`: the named backend, which this build must have; the build's default without it.
+fn device_kind(name: Option<&str>) -> anyhow::Result<DeviceKind> {
+    let Some(name) = name else {
+        return Ok(DeviceKind::default_for_build());
+    };
+    let kind: DeviceKind = name.parse().with_context(|| format!("--device {name}"))?;
+    if !kind.compiled() {
+        return Err(twobit_train::DeviceError::NotCompiled(kind))
+            .with_context(|| format!("--device {kind}"));
+    }
+    Ok(kind)
+}
+
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let scheme: WeightScheme = args.scheme.parse()?;
@@ -236,6 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let optimizer: OptimizerKind = args.optimizer.parse()?;
     let schedule: ScheduleKind = args.schedule.parse()?;
     let kind = dataset::kind(&args.dataset)?;
+    let device = device_kind(args.device.as_deref())?;
     // Every output, and the flags that would waste a run, are checked before any work.
     let checkpoint = with_suffix(&args.out, ".ckpt");
     let log = with_suffix(&args.out, ".log.jsonl");
@@ -366,6 +384,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (image * 4 * 2).saturating_mul(cfg.batch_size as u64),
     )?;
 
+    // The device works (a GPU backend finds its device) before the data is loaded.
+    twobit_train::device::select(device).with_context(|| format!("--device {device}"))?;
     let loaded = dataset::load(kind, args.data_dir.as_deref(), shape)?;
     let data = TrainData {
         kind,
@@ -382,6 +402,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     provenance.insert("weight_decay".into(), cfg.weight_decay.to_string());
     provenance.insert("train_limit".into(), limit(cfg.train_limit));
     provenance.insert("test_limit".into(), limit(cfg.test_limit));
+    provenance.insert("device".into(), device.name().into());
     let opts = RunOptions {
         checkpoint: Some(checkpoint.clone()),
         resume: args.resume,
@@ -488,6 +509,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "out": args.out.display().to_string(),
             "checkpoint": kept,
             "log": log.display().to_string(),
+            "device": device.name(),
+            "quantize_seconds": outcome.logs.iter().map(|l| l.quantize_seconds).sum::<f64>(),
         });
         println!("{obj}");
     } else {

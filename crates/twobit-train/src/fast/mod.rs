@@ -9,7 +9,9 @@
 //!
 //! The operations compute the same function as burn's `conv2d` and `max_pool2d(relu(x))`
 //! (tests compare values and gradients). Any device other than flex (the `cuda` and `wgpu`
-//! features) uses burn's own operations.
+//! features) uses burn's own operations; so does flex when they are switched off
+//! ([`set_enabled`], or `TWOBIT_FAST=0` in the environment), which is how the tests check
+//! that this fallback, the path every GPU takes, trains as the CPU path does.
 
 pub mod batch_norm;
 pub mod conv;
@@ -30,6 +32,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Shape, Tensor, TensorData};
 use kernels::{ConvShape, PoolShape};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The extension: each backend that runs these operations implements it.
 #[backend_extension(Flex, Autodiff)]
@@ -390,6 +393,39 @@ fn keep_large_buffers() {
     }
 }
 
+/// The switch: unread (the environment decides at the first query), on, off.
+static FAST: AtomicU8 = AtomicU8::new(0);
+const FAST_ON: u8 = 1;
+const FAST_OFF: u8 = 2;
+
+/// Whether twobit's own operations are used on flex: yes unless switched off by
+/// [`set_enabled`] or, read once, by `TWOBIT_FAST=0` in the environment. Off, every
+/// operation here is burn's, as on a GPU device.
+pub fn enabled() -> bool {
+    match FAST.load(Ordering::Relaxed) {
+        FAST_ON => true,
+        FAST_OFF => false,
+        _ => {
+            let on = std::env::var_os("TWOBIT_FAST").is_none_or(|v| v != "0");
+            // A concurrent set_enabled wins over the environment.
+            let state = if on { FAST_ON } else { FAST_OFF };
+            let _ = FAST.compare_exchange(0, state, Ordering::Relaxed, Ordering::Relaxed);
+            FAST.load(Ordering::Relaxed) == FAST_ON
+        }
+    }
+}
+
+/// Switches twobit's own operations on or off for the whole process (overrides
+/// `TWOBIT_FAST`). Takes effect at the next operation; a model mid-step mixes the two.
+pub fn set_enabled(on: bool) {
+    FAST.store(if on { FAST_ON } else { FAST_OFF }, Ordering::Relaxed);
+}
+
+/// Whether the operations below take their fast path on `device`.
+fn use_fast(device: &Device) -> bool {
+    on_flex(device) && enabled()
+}
+
 /// A square convolution (no dilation, no groups): the fast operation on flex, burn's
 /// `conv2d` elsewhere.
 pub fn conv2d(
@@ -400,7 +436,7 @@ pub fn conv2d(
     padding: usize,
 ) -> Tensor<4> {
     let device = x.device();
-    if !on_flex(&device) {
+    if !use_fast(&device) {
         let options = ConvOptions::new([stride, stride], [padding, padding], [1, 1], 1);
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
@@ -416,7 +452,7 @@ pub fn conv2d(
 
 /// `max_pool2d(relu(x), 2x2, stride 2)`: fused on flex, burn's two operations elsewhere.
 pub fn relu_pool2(x: Tensor<4>) -> Tensor<4> {
-    if !on_flex(&x.device()) {
+    if !use_fast(&x.device()) {
         return max_pool2d(relu(x), MaxPoolOptions::new([2, 2]));
     }
     Tensor::from_dispatch(<Dispatch as FastOps>::fast_relu_pool2(x.into_dispatch()))
@@ -428,7 +464,7 @@ pub fn relu_pool2(x: Tensor<4>) -> Tensor<4> {
 /// updates them; otherwise burn's layer (and ReLU).
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
     let device = x.device();
-    if !(on_flex(&device) && device.is_autodiff() && bn.training.is_enabled()) {
+    if !(use_fast(&device) && device.is_autodiff() && bn.training.is_enabled()) {
         let y = bn.forward(x);
         return if relu {
             burn::tensor::activation::relu(y)
