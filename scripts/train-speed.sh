@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Training speed of twobit against PyTorch CPU, side by side, on ResNet-20 and VGG-7
 # (3x32x32, batch 128, 2 threads), interleaved: per round and model, PyTorch fp, then twobit
-# fp, then twobit tern (--quantize-all).
+# fp and twobit tern (--quantize-all), fp first in odd rounds and tern first in even ones.
 #
 #   scripts/train-speed.sh [--python PY] [--rounds R] [--models "resnet20 vgg7 lenet5"]
 #                          [--images N]        (training images per twobit run, per model)
+#                          [--bin PATH]        (the twobit binary; default target/release/twobit)
 #
 # lenet5 (only when asked for) runs on Fashion-MNIST from /usr/share/datasets/fashion-mnist
 # (apt-get install dataset-fashion-mnist), PyTorch by reference/lenet5_fmnist.py (one epoch on
@@ -25,16 +26,17 @@ PY=/tmp/torch-venv/bin/python
 ROUNDS=2
 MODELS="resnet20 vgg7"
 IMAGES=""
+BIN=target/release/twobit
 while [ $# -gt 0 ]; do
     case "$1" in
     --python) PY="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --models) MODELS="$2"; shift 2 ;;
     --images) IMAGES="$2"; shift 2 ;;
+    --bin) BIN="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-BIN=target/release/twobit
 [ -x "$BIN" ] || { echo "build first: cargo build --release -p twobit-cli" >&2; exit 1; }
 "$PY" -c 'import torch' 2>/dev/null || { echo "no torch in $PY (see the header)" >&2; exit 1; }
 TMP=$(mktemp -d)
@@ -76,7 +78,7 @@ for round in $(seq 1 "$ROUNDS"); do
         vgg7) n=${IMAGES:-512}; steps=4 ;;
         lenet5) n=${IMAGES:-12800}
             data=(--dataset fashion-mnist --data-dir /usr/share/datasets/fashion-mnist --test-limit 1000) ;;
-        *) n=${IMAGES:-1280}; steps=10 ;;
+        *) n=${IMAGES:-2560}; steps=10 ;;
         esac
         if [ "$model" = lenet5 ]; then
             read -r cpu rss < <(timed "$PY" reference/lenet5_fmnist.py --scheme fp --epochs 1 \
@@ -91,7 +93,20 @@ for round in $(seq 1 "$ROUNDS"); do
         fi
         printf "| %s | %s | PyTorch fp | %.1f | %.2f | %d | | |\n" "$model" "$round" "$pt_ips" \
             "$pt_cpu" $((rss / 1024))
-        for scheme in fp tern; do
+        # The order of fp and tern alternates by round: on this VM the first process to
+        # allocate after a pause or after PyTorch's exit pays for fresh memory (the guest
+        # reports freed pages to the host; faulting them back in cost ResNet-20 0.8 s of
+        # system time per run), which made `tern` look faster than `fp` when fp always ran
+        # first.
+        schemes="fp tern"
+        [ $((round % 2)) = 0 ] && schemes="tern fp"
+        # An untimed one-step run first, so that both timed runs start right after a twobit
+        # process (as PyTorch's timed steps follow its warm-up steps): measured with a run
+        # before, the first timed run took 0.3-0.4 CPU ms per ResNet-20 image more than the
+        # second, whichever scheme it was.
+        timed "$BIN" train --model "$model" "${data[@]}" --scheme fp --epochs 1 \
+            --train-limit 128 --batch-size 128 --out "$TMP/m.twobit" --json >/dev/null
+        for scheme in $schemes; do
             extra=()
             [ "$scheme" = tern ] && extra=(--quantize-all)
             read -r cpu rss < <(timed "$BIN" train --model "$model" "${data[@]}" \

@@ -32,7 +32,12 @@ fn close_vec(name: &str, gd: Vec<usize>, wd: Vec<usize>, g: Vec<f32>, w: Vec<f32
 }
 
 /// [N, C, H, W, O, k, stride, padding]
-const CONVS: [[usize; 8]; 10] = [
+const CONVS: [[usize; 8]; 15] = [
+    [9, 16, 32, 32, 16, 3, 1, 1], // ResNet-20's 16 channels (direct kernels), ragged chunks
+    [3, 32, 16, 16, 32, 3, 1, 1], // ResNet-20's 32 channels (direct forward and dx)
+    [2, 8, 5, 40, 16, 5, 1, 2],   // direct forward and dx: 5x5, non-square
+    [5, 3, 17, 20, 8, 3, 1, 1],   // direct forward and weight gradient, ragged grid blocks
+    [2, 24, 8, 8, 64, 3, 1, 1],   // 8x8 images: im2col (the direct kernel's grid too wide)
     [3, 1, 28, 28, 20, 5, 1, 0],  // LeNet-5 conv1
     [5, 20, 12, 12, 50, 5, 1, 0], // LeNet-5 conv2, 5 images in 8 chunks
     [2, 3, 9, 7, 4, 3, 1, 1],     // padded, non-square image
@@ -136,9 +141,11 @@ fn relu_pool_matches_burn_values_and_gradients() {
 }
 
 #[test]
-fn weight_gradient_does_not_depend_on_thread_count() {
-    // Partial sums are taken per fixed chunk of images, so one and two threads agree bitwise.
-    let run = |threads: usize| {
+fn gradients_do_not_depend_on_thread_count() {
+    // Partial sums are taken per fixed chunk of images, so one and two threads agree bitwise:
+    // output, input and weight gradients, on a small shape (im2col + GEMM) and a ResNet-20
+    // shape (the direct kernel on CPUs with AVX-512).
+    let run = |threads: usize, [n, c, h, o]: [usize; 4]| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -147,22 +154,31 @@ fn weight_gradient_does_not_depend_on_thread_count() {
             let device = Device::flex().autodiff();
             let x = Tensor::<4>::from_data(
                 burn::tensor::TensorData::new(
-                    (0..13 * 2 * 6 * 6)
+                    (0..n * c * h * h)
                         .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
                         .collect::<Vec<_>>(),
-                    [13, 2, 6, 6],
+                    [n, c, h, h],
                 ),
                 &device,
-            );
-            let w = Tensor::<4>::ones([3, 2, 3, 3], &device).require_grad();
-            let y = fast::conv2d(x, w.clone(), None, 1, 1);
-            let g = (y.clone() * y).sum().backward();
-            w.grad(&g)
-                .unwrap()
-                .into_data()
-                .try_into_vec::<f32>()
-                .unwrap()
+            )
+            .require_grad();
+            let w = Tensor::<4>::from_data(
+                burn::tensor::TensorData::new(
+                    (0..o * c * 9)
+                        .map(|i| ((i * 104_729) % 103) as f32 / 500.0 - 0.1)
+                        .collect::<Vec<_>>(),
+                    [o, c, 3, 3],
+                ),
+                &device,
+            )
+            .require_grad();
+            let y = fast::conv2d(x.clone(), w.clone(), None, 1, 1);
+            let g = (y.clone() * y.clone()).sum().backward();
+            let v = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+            [v(y), v(x.grad(&g).unwrap()), v(w.grad(&g).unwrap())]
         })
     };
-    assert_eq!(run(1), run(2));
+    for shape in [[13, 2, 6, 3], [11, 16, 32, 16]] {
+        assert_eq!(run(1, shape), run(2, shape), "{shape:?}");
+    }
 }

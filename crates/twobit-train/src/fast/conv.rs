@@ -5,6 +5,9 @@ use super::kernels::{fill, gemm_add, gemm_set, row_sum, Mat, CHUNKS};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
+#[cfg(target_arch = "x86_64")]
+mod direct;
+
 /// Shape of one square convolution over a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
@@ -85,6 +88,9 @@ impl ConvShape {
 /// Fills columns `off..off + P` of `cols` (`K` rows of `ld` values) from one image `x`
 /// (`[C, H, W]`).
 fn im2col(s: &ConvShape, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+    if s.stride == 1 && s.pad > 0 {
+        return im2col_padded(s, x, cols, ld, off);
+    }
     let (ow, p) = (s.ow(), s.p());
     let mut rows = cols.chunks_mut(ld).map(|r| &mut r[off..off + p]);
     if s.stride == 1 && s.pad == 0 {
@@ -137,6 +143,69 @@ fn im2col(s: &ConvShape, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
                 }
             }
         }
+    }
+}
+
+/// [`im2col`] of a padded stride-1 convolution (ResNet-20's and VGG-7's 3x3): from a
+/// zero-padded copy of each plane, every line is one fixed-block copy with no padding
+/// checks. The general loop (a `memcpy` and up to two `memset` calls per line) took as long
+/// as the GEMM on ResNet-20's 16-channel layers (`examples/conv_bench.rs`). Compiled for
+/// AVX-512 where the CPU has it (the crate's baseline is SSE2: 16-byte moves).
+fn im2col_padded(s: &ConvShape, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { im2col_padded_avx512(s, x, cols, ld, off) };
+    }
+    im2col_padded_body(s, x, cols, ld, off)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn im2col_padded_avx512(s: &ConvShape, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+    im2col_padded_body(s, x, cols, ld, off)
+}
+
+#[inline(always)]
+fn im2col_padded_body(s: &ConvShape, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+    let (ow, p) = (s.ow(), s.p());
+    let mut rows = cols.chunks_mut(ld).map(|r| &mut r[off..off + p]);
+    let (hp, wp) = (s.h + 2 * s.pad, s.w + 2 * s.pad);
+    let mut padded = vec![0.0f32; hp * wp]; // borders stay zero
+    for plane in x.chunks_exact(s.h * s.w) {
+        for (iy, line) in plane.chunks_exact(s.w).enumerate() {
+            copy_line(&mut padded[(iy + s.pad) * wp + s.pad..][..s.w], line);
+        }
+        for ky in 0..s.k {
+            for kx in 0..s.k {
+                let dst = rows.next().expect("K rows");
+                for (oy, line) in dst.chunks_exact_mut(ow).enumerate() {
+                    copy_line(line, &padded[(oy + ky) * wp + kx..][..ow]);
+                }
+            }
+        }
+    }
+}
+
+/// `dst = src` (equal lengths) in fixed blocks of 16 and 8 values, which compile to inline
+/// vector moves: a `copy_from_slice` of a short line is a `memcpy` call.
+#[inline(always)]
+fn copy_line(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let v: [f32; 16] = b.try_into().expect("16 values");
+        a.copy_from_slice(&v);
+    }
+    let (d, s) = (d.into_remainder(), s.remainder());
+    let mut d8 = d.chunks_exact_mut(8);
+    let mut s8 = s.chunks_exact(8);
+    for (a, b) in (&mut d8).zip(&mut s8) {
+        let v: [f32; 8] = b.try_into().expect("8 values");
+        a.copy_from_slice(&v);
+    }
+    for (a, b) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *a = *b;
     }
 }
 
@@ -212,7 +281,8 @@ fn gather(src: &[f32], rows: usize, p: usize, dst: &mut [f32]) {
 /// One GEMM per image when an image has [`GROUP_COLUMNS`] output positions or more:
 /// grouping images into wider GEMMs was measured slower then (the column matrix leaves L2;
 /// LeNet-5 conv2 forward 3.6 -> 4.5 ms at 8 MiB groups). Smaller images go in groups
-/// ([`ConvShape::group`]).
+/// ([`ConvShape::group`]). Padded stride-1 convolutions with few channels on CPUs with
+/// AVX-512 (ResNet-20's) run a direct kernel instead (`conv/direct.rs`).
 pub fn conv_forward(
     s: &ConvShape,
     x: &[f32],
@@ -225,6 +295,31 @@ pub fn conv_forward(
     assert_eq!(w.len(), s.o * kd);
     assert_eq!(y.len(), s.n * s.out_len());
     let (chunk, group) = (s.chunk(), s.group());
+    // ResNet-20's small layers (and the input gradients of its stride-1 ones): no column
+    // matrix at all (`direct`).
+    #[cfg(target_arch = "x86_64")]
+    if direct::applies(s) {
+        // The weight as `[K, O]`: the kernel reads one kernel offset's output channels
+        // together.
+        let mut wt = vec![0.0f32; w.len()];
+        for (o, row) in w.chunks_exact(kd).enumerate() {
+            for (kk, &v) in row.iter().enumerate() {
+                wt[kk * s.o + o] = v;
+            }
+        }
+        y.par_chunks_mut(chunk * s.out_len())
+            .zip(x.par_chunks(chunk * s.in_len()))
+            .for_each(|(ys, xs)| {
+                let mut d = direct::Direct::new(s);
+                for (yn, xn) in ys
+                    .chunks_exact_mut(s.out_len())
+                    .zip(xs.chunks_exact(s.in_len()))
+                {
+                    d.image(s, xn, &wt, bias, yn);
+                }
+            });
+        return;
+    }
     y.par_chunks_mut(chunk * s.out_len())
         .zip(x.par_chunks(chunk * s.in_len()))
         .for_each(|(ys, xs)| {
@@ -292,11 +387,28 @@ fn backward_chunk(
     (dw, db): (&mut [f32], &mut [f32]),
     mut dxs: Option<&mut [MaybeUninit<f32>]>,
 ) {
-    let (kd, p, group) = (s.kdim(), s.p(), s.group());
+    let (kd, p) = (s.kdim(), s.p());
+    // The 16-channel layers' weight gradient without a column matrix (`direct`); only when
+    // the input gradient does not go through column matrices here.
+    #[cfg(target_arch = "x86_64")]
+    if dxs.is_none() && !dw.is_empty() && direct::applies_dw(s) {
+        let mut d = direct::Direct::new(s);
+        for (xn, dyn_) in xs
+            .chunks_exact(s.in_len())
+            .zip(dys.chunks_exact(s.out_len()))
+        {
+            for (d, row) in db.iter_mut().zip(dyn_.chunks_exact(p)) {
+                *d += row_sum(row);
+            }
+            d.weight_gradient(s, xn, dyn_);
+        }
+        d.weight_gradient_into(s, dw);
+        return;
+    }
+    let group = s.group();
     let mut cols = vec![0.0f32; if dw.is_empty() { 0 } else { kd * p * group }];
     let mut dcols = vec![0.0f32; if dxs.is_some() { kd * p * group } else { 0 }];
     let mut dyg = vec![0.0f32; if group > 1 { s.o * p * group } else { 0 }];
-    let mut dyt = vec![0.0f32; if dw.is_empty() { 0 } else { s.o * p * group }];
     for (gi, (xg, dy_g)) in xs
         .chunks(group * s.in_len())
         .zip(dys.chunks(group * s.out_len()))
@@ -320,7 +432,7 @@ fn backward_chunk(
             for (j, xn) in xg.chunks_exact(s.in_len()).enumerate() {
                 im2col(s, xn, &mut cols, ld, j * p);
             }
-            dw_add(dw, s, ld, &cols, dym, &mut dyt);
+            dw_add(dw, s, ld, &cols, dym);
         }
         if let Some(dxs) = dxs.as_deref_mut() {
             let lhs = Mat::transposed(w, kd);
@@ -336,25 +448,21 @@ fn backward_chunk(
 }
 
 /// `dwt += cols * dy^T`: the weight gradient transposed (`[K, O]`), from `cols`
-/// (`[K, ld]`) and `dy` (`[O, ld]`), through `dyt` (scratch of at least `ld * O`).
+/// (`[K, ld]`) and `dy` (`[O, ld]`), `dy^T` as a strided view: the GEMM packs it anyway, and
+/// a transposed copy first made ResNet-20's layers 5-8 % slower (`examples/conv_bench.rs`).
 ///
 /// Transposed, so that the GEMM's operands have the forward's layouts: `dy * cols^T` into a
 /// row-major `[O, K]` reads both operands along the summed axis, and took 3-5x the forward's
-/// time on 32x32 images (ResNet-20's 16 channels: 31 ms against 6 for a batch of 128).
-fn dw_add(dwt: &mut [f32], s: &ConvShape, ld: usize, cols: &[f32], dy: &[f32], dyt: &mut [f32]) {
-    let dyt = &mut dyt[..ld * s.o];
-    for (o, row) in dy[..s.o * ld].chunks_exact(ld).enumerate() {
-        for (q, &v) in row.iter().enumerate() {
-            dyt[q * s.o + o] = v;
-        }
-    }
+/// time on 32x32 images (ResNet-20's 16 channels: 31 ms against 6 for a batch of 128; measured
+/// again with the current kernels: 2-4x).
+fn dw_add(dwt: &mut [f32], s: &ConvShape, ld: usize, cols: &[f32], dy: &[f32]) {
     gemm_add(
         dwt,
         s.kdim(),
         s.o,
         ld,
         Mat::rows(cols, ld),
-        Mat::rows(dyt, s.o),
+        Mat::transposed(&dy[..s.o * ld], ld),
     );
 }
 
