@@ -236,6 +236,13 @@ fn int8_activations_in_eval_and_bench() {
     }
     for layer in v["layers"].as_array().unwrap() {
         assert!(layer["int8_ms"].as_f64().unwrap() >= 0.0, "{layer}");
+        // a packed convolution says which measured path it took
+        let conv =
+            layer["layer"].as_str().unwrap().starts_with("conv") && layer["weights"] == "2-bit";
+        if conv {
+            let path = layer["int8_path"].as_str().unwrap_or("none");
+            assert!(["tile", "gemm", "f32"].contains(&path), "{layer}");
+        }
     }
     let (ok, out, err) = twobit(&bench);
     assert!(ok, "{err}");
@@ -243,4 +250,27 @@ fn int8_activations_in_eval_and_bench() {
         out.contains("int8 ms") && out.contains("int8 activations"),
         "{out}"
     );
+    // A network with a 2-bit convolution: its row names the path it measured.
+    let conv = dir.path().join("conv.twobit");
+    common::conv_model(&conv);
+    let c = conv.to_str().unwrap();
+    let (ok, out, err) = twobit(&[
+        "bench", c, "--batch", "4", "--iters", "1", "--act", "int8", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let row = layers
+        .iter()
+        .find(|l| l["layer"].as_str().unwrap().contains("conv.weight"))
+        .unwrap();
+    assert!(
+        ["tile", "gemm", "f32"].contains(&row["int8_path"].as_str().unwrap()),
+        "{row}"
+    );
+    let fc = layers
+        .iter()
+        .find(|l| l["layer"].as_str().unwrap().contains("fc.weight"))
+        .unwrap();
+    assert!(fc["int8_path"].is_null(), "{fc}");
 }

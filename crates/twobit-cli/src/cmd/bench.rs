@@ -136,10 +136,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (tp, yp) = time_path(&packed, &x, args.batch, args.warmup, args.iters)?;
     let (tf, yf) = time_path(&fp32, &x, args.batch, args.warmup, args.iters)?;
     // The int8-activation path: same network and kernel choice, timed after the others.
+    // Each int8 convolution's measured path (tile, gemm or f32), by layer label.
+    let mut int8_paths: Vec<(String, &'static str)> = Vec::new();
     let int8 = if act.is_int8() {
         let mut rt = Runtime::from_model(&model)?;
         rt.set_kernel(kernel);
         rt.set_activations(act);
+        int8_paths = rt.int8_conv_paths();
         Some(time_path(&rt, &x, args.batch, args.warmup, args.iters)?)
     } else {
         None
@@ -172,6 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .fold(0f32, f32::max)
     };
     let total_i: Option<Duration> = int8.as_ref().map(|(ti, _)| ti.iter().map(|t| t.time).sum());
+    let path_of = |label: &str| int8_paths.iter().find(|(l, _)| l == label).map(|(_, p)| *p);
     let (wb, wf) = (packed.weight_bytes(), packed.fp32_weight_bytes());
     let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-12);
     if args.json {
@@ -186,6 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "speedup": ratio(p.time, f.time),
                 });
                 if let Some((ti, _)) = &int8 {
+                    v["int8_path"] = path_of(&p.label).into();
                     v["int8_ms"] = ms(ti[i].time).into();
                     v["int8_speedup"] = ratio(ti[i].time, f.time).into();
                     v["int8_vs_packed"] = ratio(ti[i].time, p.time).into();
@@ -245,13 +250,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         _ => p.label.clone(),
     };
     let width = tp.iter().map(|t| label(t).len()).max().unwrap_or(5).max(5);
-    // With `--act int8`: int8 time, and its speed-up over fp32 and over the 2-bit path.
-    let int8_cols = |t: Option<Duration>, p: Duration, f: Duration| match t {
+    // With `--act int8`: int8 time, its speed-up over fp32 and over the 2-bit path, and a
+    // convolution's measured path.
+    let int8_cols = |t: Option<Duration>, p: Duration, f: Duration, path: Option<&str>| match t {
         Some(t) => format!(
-            "  {:>11.3}  {:>9.2}x  {:>9.2}x",
+            "  {:>11.3}  {:>9.2}x  {:>9.2}x  {}",
             ms(t),
             ratio(t, f),
-            ratio(t, p)
+            ratio(t, p),
+            path.unwrap_or("")
         ),
         None => String::new(),
     };
@@ -263,8 +270,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "speedup",
         if int8.is_some() {
             format!(
-                "  {:>11}  {:>10}  {:>10}",
-                "int8 ms", "int8/fp32", "int8/2-bit"
+                "  {:>11}  {:>10}  {:>10}  {}",
+                "int8 ms", "int8/fp32", "int8/2-bit", "path"
             )
         } else {
             String::new()
@@ -278,7 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ms(p.time),
             ms(f.time),
             ratio(p.time, f.time),
-            int8_cols(ti, p.time, f.time)
+            int8_cols(ti, p.time, f.time, path_of(&p.label))
         );
     }
     println!(
@@ -287,7 +294,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ms(total_p),
         ms(total_f),
         ratio(total_p, total_f),
-        int8_cols(total_i, total_p, total_f)
+        int8_cols(total_i, total_p, total_f, None)
     );
     println!(
         "throughput: {packed_name} {:.0} images/s, fp32 {:.0} images/s",

@@ -98,6 +98,59 @@ pub fn band_model(path: &Path) {
     model.save(path).unwrap();
 }
 
+/// A 2-bit 3x3 convolution (8 channels, padding 1) -> flatten -> 2-bit linear network for
+/// 1x28x28 images, with arbitrary but fixed codes: something for the convolution kernels to
+/// run (accuracy means nothing).
+pub fn conv_model(path: &Path) {
+    let packed = |shape: Vec<usize>| {
+        let n: usize = shape.iter().product();
+        let codes: Vec<u8> = (0..n).map(|i| (i * 7 % 11 % 3) as u8).collect();
+        Tensor::Packed(PackedTensor {
+            scheme: Scheme::Tern,
+            granularity: Granularity::Tensor,
+            shape,
+            codes: twobit_format::pack::pack(&codes),
+            levels: vec![Levels {
+                values: [-0.5, 0.0, 0.7, 0.7],
+                thresholds: [-0.25, 0.35, f32::INFINITY],
+            }],
+            origin_dtype: FloatDtype::F32,
+        })
+    };
+    let mut tensors = BTreeMap::new();
+    tensors.insert("conv.weight".to_string(), packed(vec![8, 1, 3, 3]));
+    tensors.insert("fc.weight".to_string(), packed(vec![10, 8 * 28 * 28]));
+    let node = |name: &str, op: Op, input: &str| Node {
+        name: name.into(),
+        op,
+        inputs: vec![input.into()],
+        output: name.into(),
+    };
+    let fc = Op::Linear {
+        weight: "fc.weight".into(),
+        bias: None,
+    };
+    let model = Model {
+        tensors,
+        arch: Some(Arch {
+            name: "conv".into(),
+            input: [1, 28, 28],
+            classes: 10,
+            normalize: Normalize::identity(1),
+            nodes: vec![
+                node("conv", Op::conv("conv.weight".into(), None, 1, 1), INPUT),
+                node("relu", Op::Relu, "conv"),
+                node("flat", Op::Flatten, "relu"),
+                node("fc", fc, "flat"),
+            ],
+            output: "fc".into(),
+            input_ranges: Default::default(),
+        }),
+        provenance: BTreeMap::new(),
+    };
+    model.save(path).unwrap();
+}
+
 /// Plain IDX files: `n` images, image `i` lit in band `i % 10`, labelled `i % 10` except
 /// every fifth, which is labelled wrong (so accuracy is exactly 0.8).
 pub fn dataset(dir: &Path, n: usize) {
