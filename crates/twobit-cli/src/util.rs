@@ -3,7 +3,7 @@ use anyhow::{bail, Context};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::path::Path;
-use twobit_format::{FloatDtype, FloatTensor, IntDtype};
+use twobit_format::{FloatDtype, FloatTensor};
 
 /// The safetensors dtype of a float tensor, or `None` for integer/bool/fp8 dtypes.
 pub fn float_dtype(d: Dtype) -> Option<FloatDtype> {
@@ -13,26 +13,6 @@ pub fn float_dtype(d: Dtype) -> Option<FloatDtype> {
         Dtype::F32 => Some(FloatDtype::F32),
         Dtype::F64 => Some(FloatDtype::F64),
         _ => None,
-    }
-}
-
-/// The non-float dtypes a file carries through unchanged (see [`twobit_format::IntTensor`]).
-pub fn int_dtype(d: Dtype) -> Option<IntDtype> {
-    IntDtype::from_name(&d.to_string())
-}
-
-/// Maps a non-float format dtype back to safetensors'.
-pub fn st_int_dtype(d: IntDtype) -> Dtype {
-    match d {
-        IntDtype::Bool => Dtype::BOOL,
-        IntDtype::U8 => Dtype::U8,
-        IntDtype::I8 => Dtype::I8,
-        IntDtype::U16 => Dtype::U16,
-        IntDtype::I16 => Dtype::I16,
-        IntDtype::U32 => Dtype::U32,
-        IntDtype::I32 => Dtype::I32,
-        IntDtype::U64 => Dtype::U64,
-        IntDtype::I64 => Dtype::I64,
     }
 }
 

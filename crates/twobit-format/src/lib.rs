@@ -331,6 +331,27 @@ impl IntDtype {
         IntDtype::ALL.into_iter().find(|d| d.name() == s)
     }
 
+    /// The safetensors dtype.
+    pub fn safetensors(self) -> safetensors::Dtype {
+        use safetensors::Dtype as D;
+        match self {
+            IntDtype::Bool => D::BOOL,
+            IntDtype::U8 => D::U8,
+            IntDtype::I8 => D::I8,
+            IntDtype::U16 => D::U16,
+            IntDtype::I16 => D::I16,
+            IntDtype::U32 => D::U32,
+            IntDtype::I32 => D::I32,
+            IntDtype::U64 => D::U64,
+            IntDtype::I64 => D::I64,
+        }
+    }
+
+    /// The non-float dtype of a safetensors dtype (`None` for floats and others).
+    pub fn from_safetensors(d: safetensors::Dtype) -> Option<IntDtype> {
+        IntDtype::ALL.into_iter().find(|i| i.safetensors() == d)
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {

@@ -467,7 +467,7 @@ fn int(
         tensor: name.to_string(),
         dtype: dtype.to_string(),
     })?;
-    let data = raw(st, used, name, crate::write::int_dtype(dtype), &shape)?;
+    let data = raw(st, used, name, dtype.safetensors(), &shape)?;
     let t = IntTensor { dtype, shape, data };
     validate::int(name, &t)?;
     Ok(t)

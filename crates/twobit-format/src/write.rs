@@ -44,22 +44,6 @@ pub(crate) fn float_dtype(d: crate::FloatDtype) -> Dtype {
     }
 }
 
-/// The safetensors dtype of a non-float tensor.
-pub(crate) fn int_dtype(d: crate::IntDtype) -> Dtype {
-    use crate::IntDtype as I;
-    match d {
-        I::Bool => Dtype::BOOL,
-        I::U8 => Dtype::U8,
-        I::I8 => Dtype::I8,
-        I::U16 => Dtype::U16,
-        I::I16 => Dtype::I16,
-        I::U32 => Dtype::U32,
-        I::I32 => Dtype::I32,
-        I::U64 => Dtype::U64,
-        I::I64 => Dtype::I64,
-    }
-}
-
 /// Little-endian table bytes (f16 values are exact: [`crate::encoding`] checks it).
 fn table_bytes(values: impl Iterator<Item = f32>, dtype: TableDtype) -> Vec<u8> {
     match dtype {
@@ -154,7 +138,7 @@ pub(crate) fn to_bytes(m: &Model, opts: &WriteOptions) -> Result<Vec<u8>, Format
                     &mut stored,
                     name.clone(),
                     Stored {
-                        dtype: int_dtype(t.dtype),
+                        dtype: t.dtype.safetensors(),
                         shape: t.shape.clone(),
                         data: Cow::Borrowed(&t.data),
                     },

@@ -5,7 +5,6 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
-use std::time::Instant;
 use twobit_quant::Levels;
 use twobit_runtime::fp32::sgemm;
 use twobit_runtime::kernels::int8::{int8_isa_name, quantize};
@@ -13,6 +12,10 @@ use twobit_runtime::ops::{
     conv2d_f32, conv2d_packed, conv2d_packed_i8_gemm, conv2d_packed_i8_with, ConvGeom,
 };
 use twobit_runtime::{Kernel, PackedMatrix};
+
+#[path = "common/clock.rs"]
+mod clock;
+use clock::now;
 
 /// Ternary `{-a, 0, b}` codes with 60 % zeros, per-row levels.
 fn matrix(rng: &mut StdRng, rows: usize, cols: usize) -> PackedMatrix {
@@ -29,31 +32,6 @@ fn matrix(rng: &mut StdRng, rows: usize, cols: usize) -> PackedMatrix {
         })
         .collect();
     PackedMatrix::from_codes(rows, cols, &codes, &levels).unwrap()
-}
-
-/// Seconds now: wall time, or with `CPU_TIME=1` (Linux) the CPU time of all the process's
-/// threads (`CLOCK_PROCESS_CPUTIME_ID`), which other processes' load does not inflate (use
-/// it with `RAYON_NUM_THREADS=1`: idle pool threads spin, and that counts).
-fn now() -> f64 {
-    use std::sync::OnceLock;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("CPU_TIME").is_some() {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        extern "C" {
-            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-        }
-        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-        let mut ts = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: writes one timespec, which `ts` is.
-        unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-        return ts.sec as f64 + ts.nsec as f64 * 1e-9;
-    }
-    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 /// Best time in ms of each closure, run in turn `iters` times.

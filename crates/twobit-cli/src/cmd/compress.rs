@@ -239,7 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let Some(dtype) = util::float_dtype(view.dtype()) else {
             // Integer tensors (e.g. BatchNorm's num_batches_tracked) carry no weights but
             // belong to the user's file: kept exactly as they are.
-            if let Some(dtype) = util::int_dtype(view.dtype()) {
+            if let Some(dtype) = IntDtype::from_safetensors(view.dtype()) {
                 let t = IntTensor {
                     dtype,
                     shape: view.shape().to_vec(),

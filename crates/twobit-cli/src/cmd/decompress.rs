@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ),
             Tensor::Int(t) => (
                 name.clone(),
-                util::st_int_dtype(t.dtype),
+                t.dtype.safetensors(),
                 t.shape.clone(),
                 Cow::Borrowed(t.data.as_slice()),
             ),

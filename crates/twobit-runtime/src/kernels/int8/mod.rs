@@ -212,9 +212,7 @@ pub fn quantize_with(x: &[f32], s: f32, q: &mut [i8]) {
 
 /// Quantizes one row: returns its scale and writes `q` (see [`row_scale`]).
 pub fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
-    let s = row_scale(x);
-    quantize_with(x, s, q);
-    s
+    ActScale::PerRow.quantize(x, q)
 }
 
 /// Per block and row, the table entry each plane nibble selects, as a byte `8·nibble`
