@@ -6,7 +6,7 @@
 use super::ConvGeom;
 use crate::kernels::int8::gemm::{self, im2col_range, im2col_tile, TW};
 use crate::kernels::int8::{
-    quantize_with, row_scale, ActScale, Affine8, ConvPath, GemmIsa, Int8Gemm, Int8Layer,
+    quantize_padded, row_scale, ActScale, Affine8, ConvPath, GemmIsa, Int8Gemm, Int8Layer,
     Int8Offsets, GEMV_BELOW,
 };
 use crate::kernels::{
@@ -39,15 +39,7 @@ fn pad_quantize(g: &ConvGeom, x: &[f32], scales: &[f32], dst: &mut Vec<i8>) -> (
     }
     let per_img = g.cin;
     let plane = |(i, (plane, src)): (usize, (&mut [i8], &[f32]))| {
-        let s = scales[i / per_img];
-        plane[..pt * wp].fill(0);
-        plane[(pt + h) * wp..].fill(0);
-        for (y, row) in src.chunks_exact(w).enumerate() {
-            let d = &mut plane[(y + pt) * wp..(y + pt + 1) * wp];
-            d[..pl].fill(0);
-            quantize_with(row, s, &mut d[pl..pl + w]);
-            d[pl + w..].fill(0);
-        }
+        quantize_padded(src, w, scales[i / per_img], plane, wp, [pt, pl]);
     };
     if len < SMALL {
         dst[..len]
@@ -225,7 +217,14 @@ struct Task<'a, const N: usize> {
     o: usize,
     og: usize,
     positions: usize,
+    /// The whole output is at least [`STREAM_BYTES`].
+    stream: bool,
 }
+
+/// Outputs from this size on are written with streaming stores where a kernel can: they do
+/// not stay in this core's caches (vgg7's conv2 at batch 64 writes 32 MiB), while a batch-1
+/// layer's output does and is read next.
+const STREAM_BYTES: usize = 8 << 20;
 
 impl<const N: usize> Task<'_, N> {
     fn koff_slice(&self) -> &[u32] {
@@ -246,6 +245,7 @@ impl<const N: usize> Task<'_, N> {
                 .wrapping_add((self.b * self.o + self.gi * self.og) * self.positions + self.p0),
             stride: self.positions,
             width: self.width,
+            stream: self.stream,
         }
     }
 }
@@ -312,6 +312,7 @@ fn run_tasks<const N: usize>(
                 o,
                 og,
                 positions,
+                stream: len * 4 >= STREAM_BYTES,
             })
         };
         // A small convolution (LeNet-5's at batch 1) on the calling thread: waking the pool

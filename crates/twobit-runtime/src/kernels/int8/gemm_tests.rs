@@ -67,6 +67,7 @@ fn gemm_variants_match_integer_sums() {
                 dst: dst.as_mut_ptr(),
                 stride: TW,
                 width,
+                stream: false,
             };
             let tot = totals(&gm, &b);
             let mut scratch = vec![0f32; rows * TW];
@@ -119,6 +120,25 @@ fn gemm_variants_match_integer_sums() {
                         );
                     }
                 }
+                if isa == GemmIsa::Avx512Vnni {
+                    // Streaming stores (large outputs) write exactly what the normal ones do.
+                    let mut buf = vec![f32::NAN; rows * TW + 16];
+                    let at = buf.as_ptr().align_offset(64);
+                    let mut unused = Vec::new();
+                    let fs = Affine8 {
+                        dst: buf[at..].as_mut_ptr(),
+                        stream: true,
+                        ..f(&mut unused)
+                    };
+                    // SAFETY: `buf[at..]` has `rows` rows of TW.
+                    unsafe { tile(isa, &gm, &b, &mut part, &fs) };
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&buf[at..at + rows * TW]),
+                        bits(&got),
+                        "streamed {rows}x{cols}"
+                    );
+                }
             }
         }
     }
@@ -160,6 +180,7 @@ mod bench {
                 dst: out.as_mut_ptr(),
                 stride: TW,
                 width: TW,
+                stream: false,
             };
             for isa in [
                 GemmIsa::Avx512Vnni,

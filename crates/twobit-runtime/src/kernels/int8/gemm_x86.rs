@@ -32,6 +32,10 @@ pub(super) unsafe fn tile_avx512(
         (_, 2) => rows512::<3, 2>(gm, b, part, f, &tot, qs),
         (_, _) => rows512::<3, 1>(gm, b, part, f, &tot, qs),
     }
+    if f.stream {
+        // Orders the streaming stores before whatever reads the output.
+        _mm_sfence();
+    }
 }
 
 /// k-quads per chunk: the tile's chunk (64 positions: 16 KiB) stays in L1 while every row
@@ -173,7 +177,13 @@ unsafe fn out512<const P: usize>(
     } else {
         (1u16 << left) - 1
     };
-    _mm512_mask_storeu_ps(f.dst.add(o * f.stride + j0), k, y);
+    let d = f.dst.add(o * f.stride + j0);
+    if f.stream && left >= 16 && (d as usize).is_multiple_of(64) {
+        // A large output bypasses the cache (`Affine8::stream`); `tile_avx512` fences.
+        _mm512_stream_ps(d, y);
+    } else {
+        _mm512_mask_storeu_ps(d, k, y);
+    }
 }
 
 /// AVX2 tile, with AVX-VNNI's `vpdpbusd` when `VNNI`.

@@ -58,13 +58,82 @@ fn gemv_variants_agree() {
             // SAFETY: the ISA's features were detected above; `q` is padded with zeros.
             unsafe {
                 match isa {
-                    Isa::Avx512Vnni => x86::gemv_rows::<true>(&m, &q, total, 0.5, 0, &mut y),
-                    Isa::Avx512Bw => x86::gemv_rows::<false>(&m, &q, total, 0.5, 0, &mut y),
+                    Isa::Avx512Vnni => gemv_x86::gemv_rows::<true>(&m, &q, total, 0.5, 0, &mut y),
+                    Isa::Avx512Bw => gemv_x86::gemv_rows::<false>(&m, &q, total, 0.5, 0, &mut y),
                     Isa::AvxVnni => gemv_avx2::gemv_rows::<true>(&m, &q, total, 0.5, 0, &mut y),
                     _ => gemv_avx2::gemv_rows::<false>(&m, &q, total, 0.5, 0, &mut y),
                 }
             }
             assert_eq!(y, want, "{isa:?} cols {cols}");
         }
+    }
+}
+
+/// The AVX-512 builds of the quantization loops (`row_scale`, `quantize_with`,
+/// `quantize_padded` dispatch to them on this CPU) equal the baseline ones, on ragged
+/// lengths with NaN, infinities, ties and values beyond the range.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn quantization_builds_agree() {
+    if !std::arch::is_x86_feature_detected!("avx512bw") {
+        eprintln!("SKIPPED quantization_builds_agree: no AVX-512 here");
+        return;
+    }
+    let mut s = 5u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for n in [0usize, 1, 15, 16, 17, 63, 200, 1001] {
+        let x: Vec<f32> = (0..n)
+            .map(|i| match next() % 13 {
+                0 => f32::NAN,
+                1 if i % 3 == 0 => f32::INFINITY,
+                2 => 2.5,
+                3 => -0.5,
+                _ => (next() % 20001) as f32 / 100.0 - 100.0,
+            })
+            .collect();
+        let finite: Vec<f32> = x
+            .iter()
+            .map(|v| if v.is_infinite() { 7.0 } else { *v })
+            .collect();
+        for v in [&x, &finite] {
+            // SAFETY: AVX-512BW checked above.
+            let wide = unsafe { absmax_avx512(v) };
+            assert_eq!(absmax(v).to_bits(), wide.to_bits(), "absmax n {n}");
+            for inv in [0.0, 1.0, 0.5, 3.7] {
+                let (mut a, mut b) = (vec![0i8; n], vec![0i8; n]);
+                quantize_inv((v, inv, &mut a));
+                // SAFETY: as above.
+                unsafe { quantize_inv_avx512((v, inv, &mut b)) };
+                assert_eq!(a, b, "quantize n {n} inv {inv}");
+            }
+        }
+    }
+    // Padded planes: every byte written (pads zero), both builds alike.
+    for (w, h, wp, pt, pl, extra) in [
+        (1, 1, 3, 1, 1, 3),
+        (8, 8, 10, 1, 1, 10),
+        (13, 5, 16, 2, 0, 0),
+    ] {
+        let x: Vec<f32> = (0..w * h)
+            .map(|_| (next() % 2001) as f32 / 10.0 - 100.0)
+            .collect();
+        let len = (pt + h) * wp + extra;
+        let (mut a, mut b) = (vec![9i8; len], vec![9i8; len]);
+        pad_plane((&x, w, 0.9, &mut a, wp, pt, pl));
+        // SAFETY: AVX-512BW checked above.
+        unsafe { pad_plane_avx512((&x, w, 0.9, &mut b, wp, pt, pl)) };
+        assert_eq!(a, b, "padded {w}x{h}");
+        assert!(
+            a[..pt * wp]
+                .iter()
+                .chain(&a[(pt + h) * wp..])
+                .all(|&v| v == 0),
+            "pads"
+        );
     }
 }

@@ -25,9 +25,11 @@ pub(crate) mod gemm;
 mod gemm_x86;
 #[cfg(target_arch = "x86_64")]
 mod gemv_avx2;
+#[cfg(target_arch = "x86_64")]
+mod gemv_x86;
 mod portable;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+mod tile_x86;
 
 pub use gemm::{GemmIsa, Int8Gemm, TW};
 
@@ -174,6 +176,42 @@ fn round_i32(v: f32) -> i32 {
 /// The scale `s` that maps `x` to int8 (`x ≈ s·q`, `|q| <= 127`): `max|x| / 127`, or 0 for
 /// an all-zero (or non-finite-only) row.
 pub fn row_scale(x: &[f32]) -> f32 {
+    let m = wide(x, absmax, |x| {
+        // SAFETY: `wide` calls this only where AVX-512F and BW were detected.
+        unsafe { absmax_avx512(x) }
+    });
+    if m.is_finite() {
+        m / 127.0
+    } else {
+        f32::MAX / 127.0
+    }
+}
+
+/// `f(x)`, or `f512(x)` (the same body compiled for AVX-512) where the CPU has it and `x`
+/// is long enough to pay for it: these loops run over whole activations, and the baseline
+/// x86-64 target vectorises them only 4 wide.
+#[inline(always)]
+fn wide<T, R>(x: T, f: impl FnOnce(T) -> R, _f512: impl FnOnce(T) -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        return _f512(x);
+    }
+    f(x)
+}
+
+/// [`absmax`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn absmax_avx512(x: &[f32]) -> f32 {
+    absmax(x)
+}
+
+/// `max|x|`, NaN skipped.
+#[inline(always)]
+fn absmax(x: &[f32]) -> f32 {
     // `max` of absolute values, NaN skipped (it compares false), in 16 independent lanes so
     // the loop vectorises: one running maximum was a serial chain, 6 % of a vgg7 conv.
     let mut lanes = [0f32; 16];
@@ -183,23 +221,84 @@ pub fn row_scale(x: &[f32]) -> f32 {
             *l = if v.abs() > *l { v.abs() } else { *l };
         }
     }
-    let m =
-        chunks
-            .remainder()
-            .iter()
-            .chain(&lanes)
-            .fold(0f32, |m, &v| if v.abs() > m { v.abs() } else { m });
-    if m.is_finite() {
-        m / 127.0
-    } else {
-        f32::MAX / 127.0
-    }
+    chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(0f32, |m, &v| if v.abs() > m { v.abs() } else { m })
 }
 
 /// Writes `q[i] = round(x[i] / s)` clamped to `[-127, 127]` (0 when `s == 0`).
 pub fn quantize_with(x: &[f32], s: f32, q: &mut [i8]) {
     assert_eq!(x.len(), q.len(), "quantize lengths");
     let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+    wide((x, inv, q), quantize_inv, |a| {
+        // SAFETY: `wide` calls this only where AVX-512F and BW were detected.
+        unsafe { quantize_inv_avx512(a) }
+    })
+}
+
+/// One image plane (`h` rows of `w` values in `src`) quantized with scale `s` into a
+/// zero-padded plane `dst` of rows `wp` wide: `pt` zero rows above, `pl` zero columns on
+/// the left, the rest of `dst` zero. One dispatch per plane: per row was most of the cost
+/// on 8-wide planes.
+pub(crate) fn quantize_padded(
+    src: &[f32],
+    w: usize,
+    s: f32,
+    dst: &mut [i8],
+    wp: usize,
+    [pt, pl]: [usize; 2],
+) {
+    assert!(
+        w > 0 && pl + w <= wp && (pt + src.len() / w) * wp <= dst.len(),
+        "padded plane"
+    );
+    let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+    wide((src, w, inv, dst, wp, pt, pl), pad_plane, |a| {
+        // SAFETY: `wide` calls this only where AVX-512F and BW were detected.
+        unsafe { pad_plane_avx512(a) }
+    })
+}
+
+type PadArgs<'a> = (&'a [f32], usize, f32, &'a mut [i8], usize, usize, usize);
+
+/// [`pad_plane`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pad_plane_avx512(a: PadArgs) {
+    pad_plane(a)
+}
+
+#[inline(always)]
+fn pad_plane((src, w, inv, dst, wp, pt, pl): PadArgs) {
+    let h = src.len() / w;
+    dst[..pt * wp].fill(0);
+    dst[(pt + h) * wp..].fill(0);
+    for (y, row) in src.chunks_exact(w).enumerate() {
+        let d = &mut dst[(y + pt) * wp..(y + pt + 1) * wp];
+        d[..pl].fill(0);
+        quantize_inv((row, inv, &mut d[pl..pl + w]));
+        d[pl + w..].fill(0);
+    }
+}
+
+/// [`quantize_inv`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_inv_avx512(a: (&[f32], f32, &mut [i8])) {
+    quantize_inv(a)
+}
+
+/// `q = round(x·inv)` clamped to `[-127, 127]`.
+#[inline(always)]
+fn quantize_inv((x, inv, q): (&[f32], f32, &mut [i8])) {
     for (d, &v) in q.iter_mut().zip(x) {
         // The clamp in float first: it also maps NaN (compares false) to -127's side and
         // keeps the magic rounding in range.
@@ -306,10 +405,12 @@ impl PackedMatrix {
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F/BW/VNNI detected by `Isa::of`; length checked above.
-                Isa::Avx512Vnni => unsafe { x86::gemv_rows::<true>(self, q, total, s, r0, ys) },
+                Isa::Avx512Vnni => unsafe {
+                    gemv_x86::gemv_rows::<true>(self, q, total, s, r0, ys)
+                },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F/BW detected by `Isa::of`; length checked above.
-                Isa::Avx512Bw => unsafe { x86::gemv_rows::<false>(self, q, total, s, r0, ys) },
+                Isa::Avx512Bw => unsafe { gemv_x86::gemv_rows::<false>(self, q, total, s, r0, ys) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX2 and AVX-VNNI detected by `Isa::of`; length checked above.
                 Isa::AvxVnni => unsafe { gemv_avx2::gemv_rows::<true>(self, q, total, s, r0, ys) },
@@ -421,7 +522,7 @@ impl PackedMatrix {
             // `TileInput::new` checked that every read lies inside its buffer; the affine
             // is the caller's contract.
             Isa::Avx512Bw | Isa::Avx512Vnni => {
-                return x86::tile(self, rows, offs, x, tables, acc16, out, total, aff)
+                return tile_x86::tile(self, rows, offs, x, tables, acc16, out, total, aff)
             }
             _ => portable::tile(self, rows.clone(), x, tables, out, total),
         }
@@ -559,6 +660,9 @@ pub(crate) struct Affine8<'a> {
     pub(crate) dst: *mut f32,
     pub(crate) stride: usize,
     pub(crate) width: usize,
+    /// Whole aligned rows may bypass the cache (streaming stores): set for outputs too
+    /// large to stay in it, where a normal store first reads each line.
+    pub(crate) stream: bool,
 }
 
 impl Affine8<'_> {
@@ -646,3 +750,7 @@ pub const GEMV_BELOW: usize = 8;
 #[cfg(test)]
 #[path = "gemv_tests.rs"]
 mod tests;
+
+#[cfg(all(test, target_arch = "x86_64"))]
+#[path = "tile_tests.rs"]
+mod tile_tests;
