@@ -280,9 +280,24 @@ fn pad_plane((src, w, inv, dst, wp, pt, pl): PadArgs) {
     dst[(pt + h) * wp..].fill(0);
     for (y, row) in src.chunks_exact(w).enumerate() {
         let d = &mut dst[(y + pt) * wp..(y + pt + 1) * wp];
-        d[..pl].fill(0);
+        zero_few(&mut d[..pl]);
         quantize_inv((row, inv, &mut d[pl..pl + w]));
-        d[pl + w..].fill(0);
+        zero_few(&mut d[pl + w..]);
+    }
+}
+
+/// Zeroes a row's pad: up to 4 bytes (every 3x3 and 5x5 convolution's) without a `memset`
+/// call, which for 1-byte pads was 2-3 % of a vgg7 convolution.
+#[inline(always)]
+fn zero_few(s: &mut [i8]) {
+    if s.len() > 4 {
+        s.fill(0);
+        return;
+    }
+    for i in 0..4 {
+        if i < s.len() {
+            s[i] = 0;
+        }
     }
 }
 
