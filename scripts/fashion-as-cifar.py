@@ -55,13 +55,13 @@ def main():
     elif len(args) == 2:
         src, out = args
     else:
-        sys.exit(__doc__.strip().splitlines()[2].strip())
-    os.makedirs(out, exist_ok=True)
+        sys.exit("usage: " + __doc__.strip().splitlines()[3].strip())
     tr = (os.path.join(src, "train-images-idx3-ubyte.gz"), os.path.join(src, "train-labels-idx1-ubyte.gz"))
     te = (os.path.join(src, "t10k-images-idx3-ubyte.gz"), os.path.join(src, "t10k-labels-idx1-ubyte.gz"))
     for p in tr + te:
         if not os.path.exists(p):
             sys.exit(f"error: {p}: not found (Debian package dataset-fashion-mnist)")
+    os.makedirs(out, exist_ok=True)
     for b in range(5):
         write(os.path.join(out, f"data_batch_{b + 1}.bin"), records(*tr, b * 10000, 10000))
     write(os.path.join(out, "test_batch.bin"), records(*te, 0, 10000))
