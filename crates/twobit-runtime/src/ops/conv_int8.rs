@@ -6,8 +6,8 @@
 use super::ConvGeom;
 use crate::kernels::int8::gemm::{self, im2col_range, im2col_tile, TW};
 use crate::kernels::int8::{
-    quantize_padded, row_scale, ActScale, Affine8, ConvPath, GemmIsa, Int8Gemm, Int8Layer,
-    Int8Offsets, GEMV_BELOW,
+    quantize_padded, row_scale, time_in_turns, ActScale, Affine8, ConvPath, GemmIsa, Int8Gemm,
+    Int8Layer, Int8Offsets, GEMV_BELOW,
 };
 use crate::kernels::{
     aligned, Kernel, PackedMatrix, RowOffsets, Scratch, SendPtr, TileInput, SCRATCH, TILE,
@@ -335,7 +335,6 @@ fn run_tasks<const N: usize>(
 /// (its epilogue, the im2col) against the tables' per-group cost, and a first layer with
 /// few input channels gains nothing from int8 at all.
 pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8Layer {
-    use std::time::Instant;
     let offsets: Vec<_> = m.iter().map(|m| m.int8_offsets()).collect();
     let gemm: Vec<_> = m.iter().map(|m| m.int8_gemm()).collect();
     let batch = rayon::current_num_threads().max(1);
@@ -345,25 +344,30 @@ pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8
     let o = m[0].rows() * g.group;
     let (sc, sh) = (vec![1f32; o], vec![0f32; o]);
     let relu = (0.0, f32::INFINITY);
-    let paths: [&dyn Fn() -> Vec<f32>; 3] = [
-        &|| conv2d_packed_i8_with(m, &offsets, g, kernel, &x, batch, &sc, &sh, relu),
-        &|| conv2d_packed_i8_gemm(&gemm, g, kernel, &x, batch, &sc, &sh, relu),
-        &|| super::conv2d_packed(m, g, kernel, &x, batch, &sc, &sh, relu),
-    ];
-    // One untimed run each warms the buffers up; then the paths take turns, so a burst of
-    // other load on the machine slows them alike (timed one after the other, it once made
-    // the GEMM win four of vgg7's convolutions where the tile is 17 % faster).
-    for f in paths {
-        std::hint::black_box(f());
-    }
-    let mut times = [f64::MAX; 3];
-    for _ in 0..4 {
-        for (t, f) in times.iter_mut().zip(paths) {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            *t = t.min(start.elapsed().as_secs_f64());
-        }
-    }
+    let sink = |y: Vec<f32>| {
+        std::hint::black_box(y);
+    };
+    // The paths take turns (see `time_in_turns`).
+    let times = time_in_turns(
+        [
+            &mut || {
+                sink(conv2d_packed_i8_with(
+                    m, &offsets, g, kernel, &x, batch, &sc, &sh, relu,
+                ))
+            },
+            &mut || {
+                sink(conv2d_packed_i8_gemm(
+                    &gemm, g, kernel, &x, batch, &sc, &sh, relu,
+                ))
+            },
+            &mut || {
+                sink(super::conv2d_packed(
+                    m, g, kernel, &x, batch, &sc, &sh, relu,
+                ))
+            },
+        ],
+        4,
+    );
     // The GEMM holds 2-3 bytes per weight more: it must win by 5 %, not by noise.
     let cost = [times[0], times[1] * 1.05, times[2]];
     let i = (0..3).fold(0, |b, i| if cost[i] < cost[b] { i } else { b });

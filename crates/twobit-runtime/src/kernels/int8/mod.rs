@@ -607,23 +607,18 @@ impl PackedMatrix {
     /// depends on the layer's shape (vgg7's 8192x1024 fc1: about 16; a 400x120 layer: more).
     /// In `1..=TILE`.
     pub fn measure_gemv_below(&self, kernel: Kernel, offs: &Int8Offsets) -> usize {
-        use std::time::Instant;
         let x: Vec<f32> = (0..TILE * self.cols)
             .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
             .collect();
-        let mut y = vec![0f32; TILE * self.rows];
-        let best = |f: &mut dyn FnMut()| {
-            (0..3)
-                .map(|_| {
-                    let t = Instant::now();
-                    f();
-                    t.elapsed().as_secs_f64()
-                })
-                .fold(f64::MAX, f64::min)
-        };
-        let tile = best(&mut || self.matmul_i8_with(Some(offs), 1, kernel, &x, TILE, &mut y));
-        let (x1, y1) = (&x[..self.cols], &mut y[..self.rows]);
-        let gemv = best(&mut || self.matmul_i8_with(Some(offs), 2, kernel, x1, 1, y1));
+        let (mut y, mut y1) = (vec![0f32; TILE * self.rows], vec![0f32; self.rows]);
+        let x1 = &x[..self.cols];
+        let [tile, gemv] = time_in_turns(
+            [
+                &mut || self.matmul_i8_with(Some(offs), 1, kernel, &x, TILE, &mut y),
+                &mut || self.matmul_i8_with(Some(offs), 2, kernel, x1, 1, &mut y1),
+            ],
+            3,
+        );
         ((tile / gemv.max(1e-9)).ceil() as usize).clamp(1, TILE)
     }
 
@@ -633,25 +628,17 @@ impl PackedMatrix {
     /// GEMV per sample lost to the AVX2 fp32 tile (vgg7's fc1 at 64 samples: 18 ms
     /// against 6.4 ms).
     pub fn measure_f32_from(&self, kernel: Kernel, offs: &Int8Offsets, gemv_below: usize) -> usize {
-        use std::time::Instant;
         let x: Vec<f32> = (0..TILE * self.cols)
             .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
             .collect();
-        let mut y = vec![0f32; TILE * self.rows];
-        let mut best = |int8: bool| {
-            (0..3)
-                .map(|_| {
-                    let t = Instant::now();
-                    if int8 {
-                        self.matmul_i8_with(Some(offs), gemv_below, kernel, &x, TILE, &mut y)
-                    } else {
-                        self.matmul(kernel, &x, TILE, &mut y)
-                    }
-                    t.elapsed().as_secs_f64()
-                })
-                .fold(f64::MAX, f64::min)
-        };
-        let (int8, f32) = (best(true), best(false));
+        let (mut y, mut yf) = (vec![0f32; TILE * self.rows], vec![0f32; TILE * self.rows]);
+        let [int8, f32] = time_in_turns(
+            [
+                &mut || self.matmul_i8_with(Some(offs), gemv_below, kernel, &x, TILE, &mut y),
+                &mut || self.matmul(kernel, &x, TILE, &mut yf),
+            ],
+            3,
+        );
         if f32 < int8 {
             TILE
         } else {
@@ -756,6 +743,28 @@ impl Int8Layer {
         self.offsets.iter().map(Int8Offsets::bytes).sum::<usize>()
             + self.gemm.iter().map(Int8Gemm::bytes).sum::<usize>()
     }
+}
+
+/// The best time in seconds of each of `fs` over `rounds` rounds, after one untimed run
+/// each (it warms the buffers up). The functions take turns, so a burst of other load on
+/// the machine slows them alike: timed one after the other, such a burst once made the
+/// set-up choose a path 17 % slower for four of vgg7's convolutions.
+pub(crate) fn time_in_turns<const N: usize>(
+    mut fs: [&mut dyn FnMut(); N],
+    rounds: usize,
+) -> [f64; N] {
+    for f in fs.iter_mut() {
+        f();
+    }
+    let mut best = [f64::MAX; N];
+    for _ in 0..rounds {
+        for (b, f) in best.iter_mut().zip(fs.iter_mut()) {
+            let t = std::time::Instant::now();
+            f();
+            *b = b.min(t.elapsed().as_secs_f64());
+        }
+    }
+    best
 }
 
 /// Below this many samples [`PackedMatrix::matmul_i8`] runs one GEMV per sample (as the
