@@ -17,9 +17,11 @@
 //! * Tile ([`PackedMatrix::tile_i8`], convolutions and batched linear layers): the fp32
 //!   kernels' activation-stationary LUT with int16 tables. A table entry (sum of up to 4
 //!   int8 values, |v| <= 508) holds all 32 lanes of a tile in one 512-bit register, and
-//!   32 groups (|sum| <= 16256) accumulate in int16 before each row's sums are widened and
+//!   64 groups (|sum| <= 32512) accumulate in int16 before each row's sums are widened and
 //!   scaled by its coefficients: one `vpaddw` per plane per 4 weights for 32 outputs,
-//!   against two fp32 FMAs.
+//!   against two fp32 FMAs (the AVX-512 lookups are inline assembly, `tile_x86.rs`).
+//! * GEMM ([`Int8Gemm`], convolutions where it measures faster): 0/1 int8 planes and
+//!   `vpdpbusd` (`gemm.rs`).
 pub(crate) mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
