@@ -269,6 +269,23 @@ macro_rules! pair {
     };
 }
 
+/// An octet's 8 groups (1 KiB apart) for each plane `($w, $a, $b)`: four rounds of a
+/// [`pair!`] per plane, each plane's word register shifted by 16 between rounds, so the
+/// planes' lookups interleave (even groups into `$a`, odd into `$b`).
+macro_rules! octet_planes {
+    ($(($w:literal, $a:literal, $b:literal)),+) => {
+        concat!(
+            $(pair!($w, $a, $b, "0", "1024"),)+
+            $("shr {", $w, "}, 16\n",)+
+            $(pair!($w, $a, $b, "2048", "3072"),)+
+            $("shr {", $w, "}, 16\n",)+
+            $(pair!($w, $a, $b, "4096", "5120"),)+
+            $("shr {", $w, "}, 16\n",)+
+            $(pair!($w, $a, $b, "6144", "7168"),)+
+        )
+    };
+}
+
 /// One octet of groups (8 lookups per plane) for the plus and minus planes: their offset
 /// words at `o` and `o + GROUPS`, the octet's tables (8 groups of 1 KiB) at `t`; even
 /// groups into `a`, odd into `b`.
@@ -289,20 +306,7 @@ unsafe fn octet2(t: *const u8, o: *const u8, a: [&mut __m512i; 2], b: [&mut __m5
     std::arch::asm!(
         "mov {wp}, qword ptr [{o}]",
         "mov {wn}, qword ptr [{o} + 32]",
-        pair!("wp", "ap", "bp", "0", "1024"),
-        pair!("wn", "an", "bn", "0", "1024"),
-        "shr {wp}, 16",
-        "shr {wn}, 16",
-        pair!("wp", "ap", "bp", "2048", "3072"),
-        pair!("wn", "an", "bn", "2048", "3072"),
-        "shr {wp}, 16",
-        "shr {wn}, 16",
-        pair!("wp", "ap", "bp", "4096", "5120"),
-        pair!("wn", "an", "bn", "4096", "5120"),
-        "shr {wp}, 16",
-        "shr {wn}, 16",
-        pair!("wp", "ap", "bp", "6144", "7168"),
-        pair!("wn", "an", "bn", "6144", "7168"),
+        octet_planes!(("wp", "ap", "bp"), ("wn", "an", "bn")),
         o = in(reg) o,
         t = in(reg) t,
         wp = out(reg_abcd) _,
@@ -330,27 +334,7 @@ unsafe fn octet3(t: *const u8, o: *const u8, a: [&mut __m512i; 3], b: [&mut __m5
         "mov {wp}, qword ptr [{o}]",
         "mov {wn}, qword ptr [{o} + 32]",
         "mov {wb}, qword ptr [{o} + 64]",
-        pair!("wp", "ap", "bp", "0", "1024"),
-        pair!("wn", "an", "bn", "0", "1024"),
-        pair!("wb", "ab", "bb", "0", "1024"),
-        "shr {wp}, 16",
-        "shr {wn}, 16",
-        "shr {wb}, 16",
-        pair!("wp", "ap", "bp", "2048", "3072"),
-        pair!("wn", "an", "bn", "2048", "3072"),
-        pair!("wb", "ab", "bb", "2048", "3072"),
-        "shr {wp}, 16",
-        "shr {wn}, 16",
-        "shr {wb}, 16",
-        pair!("wp", "ap", "bp", "4096", "5120"),
-        pair!("wn", "an", "bn", "4096", "5120"),
-        pair!("wb", "ab", "bb", "4096", "5120"),
-        "shr {wp}, 16",
-        "shr {wn}, 16",
-        "shr {wb}, 16",
-        pair!("wp", "ap", "bp", "6144", "7168"),
-        pair!("wn", "an", "bn", "6144", "7168"),
-        pair!("wb", "ab", "bb", "6144", "7168"),
+        octet_planes!(("wp", "ap", "bp"), ("wn", "an", "bn"), ("wb", "ab", "bb")),
         o = in(reg) o,
         t = in(reg) t,
         wp = out(reg_abcd) _,
@@ -370,8 +354,8 @@ unsafe fn octet3(t: *const u8, o: *const u8, a: [&mut __m512i; 3], b: [&mut __m5
 
 /// One output row over one block: int16 sums per plane (started at zero on a pair's first
 /// block, else from `a16`), then either kept in `a16` (`None`) or, on a pair's last block,
-/// widened into `dst (0 when fresh) + c_p·Sp + c_n·Sn (+ c_b·Sb)` for the row's 32 lanes, returned for
-/// the caller to store.
+/// widened into `dst (0 when fresh) + c_p·Sp + c_n·Sn (+ c_b·Sb)` for the row's 32 lanes,
+/// returned for the caller to store.
 #[inline(always)]
 unsafe fn row_block<const H3: bool, const FIRST: bool, const LAST: bool>(
     t: *const __m512i,
