@@ -1,7 +1,9 @@
 //! Int8 activations against fp32 activations (2-bit) and fp32 `gemm`, interleaved in one
 //! run (best of N each): `int8_kernels [ITERS]`. The 4096x4096 GEMV at batch 1 (ternary,
-//! 60 % zeros), vgg7's 3x3 convolutions (the int8 tile and the int8 GEMM) and its fc1 at
-//! batch 64. `int8_kernels ITERS FILTER` runs the rows whose name contains FILTER.
+//! 60 % zeros), vgg7's 3x3 convolutions (the int8 tile, the int8 GEMM and the `vpermw`
+//! kernel, and the sum of the best int8 path per layer, as a runtime's measured choice
+//! takes it) and its fc1 at batch 64. `int8_kernels ITERS FILTER` runs the rows whose name
+//! contains FILTER.
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -9,7 +11,8 @@ use twobit_quant::Levels;
 use twobit_runtime::fp32::sgemm;
 use twobit_runtime::kernels::int8::{int8_isa_name, quantize};
 use twobit_runtime::ops::{
-    conv2d_f32, conv2d_packed, conv2d_packed_i8_gemm, conv2d_packed_i8_with, ConvGeom,
+    conv2d_f32, conv2d_packed, conv2d_packed_i8_gemm, conv2d_packed_i8_perm, conv2d_packed_i8_with,
+    ConvGeom,
 };
 use twobit_runtime::{Kernel, PackedMatrix};
 
@@ -37,7 +40,8 @@ fn matrix(rng: &mut StdRng, rows: usize, cols: usize) -> PackedMatrix {
 /// Best time in ms of each closure, run in turn `iters` times.
 fn race(iters: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
     let mut best = vec![f64::MAX; fs.len()];
-    // `ONLY=i` runs only path i (0 fp32, 1 2-bit f32, 2 2-bit int8), for `perf stat`.
+    // `ONLY=i` runs only path i (0 fp32, 1 2-bit f32, 2 2-bit int8, 3 GEMM, 4 perm), for
+    // `perf stat`.
     let only: Option<usize> = std::env::var("ONLY").ok().and_then(|v| v.parse().ok());
     let run = |i: usize| only.is_none_or(|o| o == i);
     for (i, f) in fs.iter_mut().enumerate() {
@@ -60,9 +64,12 @@ fn report(name: &str, t: &[f64]) {
         "{name:<28} fp32 {:>9.3} ms  2bit-f32 {:>9.3} ms  2bit-int8 {:>9.3} ms  int8 vs fp32 {:>5.2}x  vs 2bit-f32 {:>5.2}x",
         t[0], t[1], t[2], t[0] / t[2], t[1] / t[2]
     );
-    if let Some(&g) = t.get(3) {
+    for (name, &g) in ["int8 GEMM", "int8 perm", "int8 best"]
+        .iter()
+        .zip(t.iter().skip(3))
+    {
         println!(
-            "{:<28} int8 GEMM {:>9.3} ms  vs fp32 {:>5.2}x  vs 2bit-f32 {:>5.2}x  vs int8 tile {:>5.2}x",
+            "{:<28} {name} {:>9.3} ms  vs fp32 {:>5.2}x  vs 2bit-f32 {:>5.2}x  vs int8 tile {:>5.2}x",
             "", g, t[0] / g, t[1] / g, t[2] / g
         );
     }
@@ -119,7 +126,9 @@ fn main() {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(64);
-    let (mut tf, mut tp, mut ti, mut tg) = (0.0, 0.0, 0.0, 0.0);
+    // fp32, 2-bit fp32, int8 tile, GEMM, perm, and the best int8 path per layer (what a
+    // runtime's measured choice takes).
+    let mut sums = [0.0; 6];
     for &(cin, o, hw) in &[
         (3, 128, 32),
         (128, 128, 32),
@@ -141,6 +150,9 @@ fn main() {
         let (sc, sh) = (vec![1.0f32; o], vec![0.0f32; o]);
         let offs = [m[0].int8_offsets()];
         let gm = [m[0].int8_gemm()];
+        let pm = m[0]
+            .int8_perm(cin, 3, 3)
+            .expect("ternary levels have a zero code");
         let open = (f32::NEG_INFINITY, f32::INFINITY);
         let t = race(
             iters,
@@ -162,13 +174,21 @@ fn main() {
                         &gm, &g, k, &x, batch, &sc, &sh, open,
                     )))
                 },
+                &mut || {
+                    drop(black_box(conv2d_packed_i8_perm(
+                        &pm, &g, k, &x, batch, &sc, &sh, open,
+                    )))
+                },
             ],
         );
         report(&name, &t);
-        (tf, tp, ti, tg) = (tf + t[0], tp + t[1], ti + t[2], tg + t[3]);
+        let best = t[2].min(t[3]).min(t[4]);
+        for (s, v) in sums.iter_mut().zip(t.iter().chain([&best])) {
+            *s += v;
+        }
     }
-    if tf > 0.0 {
-        report(&format!("vgg7 6 convs b{batch} (sum)"), &[tf, tp, ti, tg]);
+    if sums[0] > 0.0 {
+        report(&format!("vgg7 6 convs b{batch} (sum)"), &sums);
     }
     if !want("fc1") {
         return;

@@ -45,6 +45,8 @@ fn main() {
     let calibrated = (!rt.arch().input_ranges.is_empty()).then(|| {
         let mut c = Runtime::load(std::path::Path::new(&a[1])).unwrap();
         c.set_activations(Activations::Int8Calibrated);
+        let paths: Vec<_> = c.int8_conv_paths().into_iter().map(|(_, p)| p).collect();
+        println!("int8-calibrated conv paths: {}", paths.join(" "));
         c
     });
     let mut paths = vec![

@@ -107,8 +107,10 @@ impl Runtime {
     /// per weight per plane, see [`crate::kernels::int8::Int8Offsets`]), the batch below
     /// which one GEMV per sample beats the tile kernel and whether fp32 activations win at
     /// 32 samples; a convolution's fastest path among
-    /// the int8 tile kernel, the int8 GEMM (int8 planes, 2-3 bytes per weight) and fp32
-    /// activations, with what it needs (see [`crate::ops::int8_conv_layer`]). What is kept
+    /// the int8 tile kernel, the int8 GEMM (int8 planes, 2-3 bytes per weight), the
+    /// `vpermw` kernel (index vectors, 0.8-1.2 bytes per weight; AVX512-BW and VNNI, one
+    /// group) and fp32 activations, with what it needs (see
+    /// [`crate::ops::int8_conv_layer`]). What is kept
     /// counts in [`Runtime::weight_bytes`]; switching back drops it.
     pub fn set_activations(&mut self, act: Activations) {
         use crate::kernels::int8::{ActScale, ConvPath, Int8Layer};
@@ -142,6 +144,7 @@ impl Runtime {
                             Some(Int8Layer {
                                 offsets,
                                 gemm: Vec::new(),
+                                perm: Vec::new(),
                                 conv: ConvPath::Tile,
                                 gemv_below,
                                 f32_from,
@@ -156,7 +159,7 @@ impl Runtime {
                         Weights::Packed(p) => Some(Int8Layer {
                             act_scale,
                             ..match self.int8_conv {
-                                Some(path) => crate::ops::int8_conv_layer_on(p, path),
+                                Some(path) => crate::ops::int8_conv_layer_on(p, geom, path),
                                 None => crate::ops::int8_conv_layer(p, geom, kernel),
                             }
                         }),

@@ -55,7 +55,7 @@ fn one_fixed_scale_per_layer_with_saturation() {
         let xd: Vec<f32> = q.iter().map(|&v| v as f32 * s).collect();
         for (k, path) in Kernel::all_available()
             .into_iter()
-            .flat_map(|k| [(k, ConvPath::Tile), (k, ConvPath::Gemm)])
+            .flat_map(|k| [ConvPath::Tile, ConvPath::Gemm, ConvPath::Perm].map(|p| (k, p)))
         {
             let mut rt = Runtime::from_model(&cal).unwrap();
             rt.set_kernel(k);
@@ -114,7 +114,7 @@ fn a_layer_without_a_range_quantizes_per_image() {
             *d = v as f32 * s;
         }
     }
-    for path in [ConvPath::Tile, ConvPath::Gemm] {
+    for path in [ConvPath::Tile, ConvPath::Gemm, ConvPath::Perm] {
         let mut rt = Runtime::from_model(&first).unwrap();
         rt.set_int8_conv_path(Some(path));
         let want = rt.forward(&xd, batch);

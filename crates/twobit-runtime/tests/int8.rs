@@ -10,7 +10,9 @@ use twobit_runtime::kernels::int8::{quantize, quantize_with, row_scale};
 use twobit_runtime::kernels::{
     reference_matmul_i8, Kernel, PackedMatrix, RowOffsets, TileInput, TILE,
 };
-use twobit_runtime::ops::{conv2d_f32, conv2d_packed_i8, conv2d_packed_i8_gemm, ConvGeom};
+use twobit_runtime::ops::{
+    conv2d_f32, conv2d_packed_i8, conv2d_packed_i8_gemm, conv2d_packed_i8_perm, ConvGeom,
+};
 
 fn pack(codes: &[u8]) -> Vec<u8> {
     let mut p = vec![0u8; codes.len().div_ceil(4)];
@@ -224,6 +226,12 @@ fn conv_i8_case(
             close(&got, &want, &format!("conv {k:?} {g:?} kind {kind}"));
             let got = conv2d_packed_i8_gemm(&gm, &g, k, &x, batch, &scale, &shift, clamp);
             close(&got, &want, &format!("conv GEMM {k:?} {g:?} kind {kind}"));
+            // The `vpermw` path (one group): AVX-512 where the CPU has it, else portable.
+            if g.group == 1 {
+                let pm = m[0].int8_perm(cin, g.kh, g.kw).unwrap();
+                let got = conv2d_packed_i8_perm(&pm, &g, k, &x, batch, &scale, &shift, clamp);
+                close(&got, &want, &format!("conv perm {k:?} {g:?} kind {kind}"));
+            }
         }
     }
 }
@@ -246,6 +254,12 @@ fn conv_i8_matches_fp32_on_quantized_input() {
     });
     conv_i8_case(6, 80, (6, 7), 8, |g| ConvGeom { group: 4, ..g });
     conv_i8_case(7, 64, (9, 9), 3, |g| ConvGeom { pads: [0; 4], ..g });
+    // Perm: 70 rows (a 32-row block left after the pairs), 11 channels (groups of 5 with
+    // a short last), dilation, 63 positions (a short last task).
+    conv_i8_case(10, 11, (7, 9), 70, |g| ConvGeom {
+        dilations: [2, 1],
+        ..g
+    });
     // GEMM tiles: more than one k chunk (cin·9 > 256), short last tiles, 1x1 kernels.
     conv_i8_case(8, 40, (10, 13), 13, |g| g);
     conv_i8_case(9, 7, (5, 3), 5, |g| ConvGeom {
@@ -311,6 +325,39 @@ fn runtime_int8_activations() {
     }
 }
 
+/// A grouped convolution asked for the perm path (one group only) gets the tile, with
+/// what the tile needs.
+#[test]
+fn perm_path_falls_back_for_groups() {
+    use twobit_runtime::kernels::int8::ConvPath;
+    use twobit_runtime::ops::int8_conv_layer_on;
+    let mut rng = StdRng::seed_from_u64(41);
+    let g = ConvGeom {
+        group: 2,
+        ..ConvGeom::square(4, (5, 5), 3, 1, 1)
+    };
+    let m: Vec<PackedMatrix> = (0..2)
+        .map(|_| {
+            let (codes, lv) = random_matrix(&mut rng, 3, g.k(), 0, true);
+            PackedMatrix::from_codes(3, g.k(), &codes, &lv).unwrap()
+        })
+        .collect();
+    let l = int8_conv_layer_on(&m, &g, ConvPath::Perm);
+    assert_eq!(l.conv, ConvPath::Tile);
+    assert!(l.perm.is_empty() && l.offsets.len() == 2);
+    let l = int8_conv_layer_on(
+        &m[..1],
+        &ConvGeom {
+            group: 1,
+            cin: 2,
+            ..g
+        },
+        ConvPath::Perm,
+    );
+    assert_eq!(l.conv, ConvPath::Perm);
+    assert!(l.perm.len() == 1 && l.offsets.is_empty());
+}
+
 /// Every convolution path a runtime can choose gives the same convolution through
 /// `conv2d_packed_i8_layer`, and the measured set-up keeps only what its path needs.
 #[test]
@@ -331,10 +378,16 @@ fn conv_layer_paths_agree() {
     for k in Kernel::all_available() {
         let want_q = conv2d_packed_i8(&m, &g, k, &x, batch, &scale, &shift, clamp);
         let want_f = conv2d_packed(&m, &g, k, &x, batch, &scale, &shift, clamp);
-        for conv in [ConvPath::Tile, ConvPath::Gemm, ConvPath::F32] {
+        for conv in [
+            ConvPath::Tile,
+            ConvPath::Gemm,
+            ConvPath::F32,
+            ConvPath::Perm,
+        ] {
             let l = Int8Layer {
                 offsets: vec![m[0].int8_offsets()],
                 gemm: vec![m[0].int8_gemm()],
+                perm: m[0].int8_perm(g.cin, g.kh, g.kw).into_iter().collect(),
                 conv,
                 gemv_below: 8,
                 f32_from: usize::MAX,
@@ -351,5 +404,6 @@ fn conv_layer_paths_agree() {
         let l = int8_conv_layer(&m, &g, k);
         assert_eq!(!l.offsets.is_empty(), l.conv == ConvPath::Tile, "{k:?}");
         assert_eq!(!l.gemm.is_empty(), l.conv == ConvPath::Gemm, "{k:?}");
+        assert_eq!(!l.perm.is_empty(), l.conv == ConvPath::Perm, "{k:?}");
     }
 }

@@ -136,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (tp, yp) = time_path(&packed, &x, args.batch, args.warmup, args.iters)?;
     let (tf, yf) = time_path(&fp32, &x, args.batch, args.warmup, args.iters)?;
     // The int8-activation path: same network and kernel choice, timed after the others.
-    // Each int8 convolution's measured path (tile, gemm or f32), by layer label.
+    // Each int8 convolution's measured path (tile, gemm, perm or f32), by layer label.
     let mut int8_paths: Vec<(String, &'static str)> = Vec::new();
     let int8 = if act.is_int8() {
         let mut rt = Runtime::from_model(&model)?;

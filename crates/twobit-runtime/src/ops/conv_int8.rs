@@ -5,9 +5,10 @@
 //! layer, against fp32 activations too ([`int8_conv_layer`]).
 use super::ConvGeom;
 use crate::kernels::int8::gemm::{self, im2col_range, im2col_tile, TW};
+use crate::kernels::int8::perm::{self, PermInput, PW};
 use crate::kernels::int8::{
     quantize_padded, row_scale, time_in_turns, ActScale, Affine8, ConvPath, GemmIsa, Int8Gemm,
-    Int8Layer, Int8Offsets, GEMV_BELOW,
+    Int8Layer, Int8Offsets, Int8Perm, GEMV_BELOW,
 };
 use crate::kernels::{
     aligned, Kernel, PackedMatrix, RowOffsets, Scratch, SendPtr, TileInput, SCRATCH, TILE,
@@ -200,6 +201,175 @@ fn conv_gemm(
     })
 }
 
+/// [`conv2d_packed_i8`] through the `vpermw` kernel (`w` is the matrix's
+/// [`PackedMatrix::int8_perm`] for this geometry; one group): see `kernels::int8::perm`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed_i8_perm(
+    w: &Int8Perm,
+    g: &ConvGeom,
+    kernel: Kernel,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    clamp: (f32, f32),
+) -> Vec<f32> {
+    conv_perm(
+        w,
+        g,
+        kernel,
+        ActScale::PerRow,
+        x,
+        batch,
+        scale,
+        shift,
+        clamp,
+    )
+}
+
+thread_local! {
+    // The channels-last copy, kept between calls as `PADDED_I8`.
+    static HWC_I8: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bytes after each image of the channels-last copy: the kernel reads 8 bytes from a
+/// group's first channel, up to 7 past the last pixel.
+const HWC_SLACK: usize = 8;
+
+/// Quantizes every image of `x` with its scale (from `act`) into a zero-padded
+/// channels-last copy `[batch][hp·wp·cin + HWC_SLACK]`; returns the per-image length and
+/// the scales. Each image's scale is measured just before it is quantized: the copy then
+/// reads the image from L2, where a separate pass over the batch left it in memory.
+fn hwc_quantize(
+    g: &ConvGeom,
+    kernel: Kernel,
+    act: ActScale,
+    x: &[f32],
+    batch: usize,
+    dst: &mut Vec<i8>,
+) -> (usize, Vec<f32>) {
+    let (h, w, c) = (g.h, g.w, g.cin);
+    let [pt, pl, _, _] = g.pads;
+    let (hp, wp) = g.padded();
+    let img_len = hp * wp * c + HWC_SLACK;
+    let len = batch * img_len;
+    if dst.len() < len {
+        dst.resize(len, 0);
+    }
+    let mut scales = vec![0f32; batch];
+    let image = |((d, img), s): ((&mut [i8], &[f32]), &mut f32)| {
+        let (body, slack) = d.split_at_mut(hp * wp * c);
+        slack.fill(0);
+        *s = act.of(img);
+        perm::hwc_image(kernel, img, (c, h, w), *s, (pt, pl, wp), body);
+    };
+    let in_len = c * h * w;
+    assert_eq!(x.len(), batch * in_len, "conv input size");
+    if len < SMALL {
+        dst[..len]
+            .chunks_mut(img_len)
+            .zip(x.chunks(in_len))
+            .zip(scales.iter_mut())
+            .for_each(image);
+    } else {
+        dst[..len]
+            .par_chunks_mut(img_len)
+            .zip(x.par_chunks(in_len))
+            .zip(scales.par_iter_mut())
+            .for_each(image);
+    }
+    (img_len, scales)
+}
+
+/// The `vpermw` path with the activation scale from `act`.
+#[allow(clippy::too_many_arguments)]
+fn conv_perm(
+    w: &Int8Perm,
+    g: &ConvGeom,
+    kernel: Kernel,
+    act: ActScale,
+    x: &[f32],
+    batch: usize,
+    scale: &[f32],
+    shift: &[f32],
+    (lo, hi): (f32, f32),
+) -> Vec<f32> {
+    assert_eq!(g.group, 1, "the perm path takes one group");
+    assert!(
+        w.cin == g.cin && w.kh == g.kh && w.kw == g.kw,
+        "perm weights of another geometry"
+    );
+    let in_len = g.cin * g.h * g.w;
+    assert_eq!(x.len(), batch * in_len, "conv input size");
+    HWC_I8.with(|cell| {
+        let mut own = Vec::new();
+        let mut kept = cell.try_borrow_mut();
+        let buf = match kept.as_mut() {
+            Ok(b) => &mut **b,
+            Err(_) => &mut own,
+        };
+        let (img_len, scales) = hwc_quantize(g, kernel, act, x, batch, buf);
+        let xq: &[i8] = buf;
+        let (_, wp) = g.padded();
+        let goff = w.group_offsets(wp, g.dilations);
+        let (o, positions, ow) = (w.rows, g.oh() * g.ow(), g.ow());
+        let [sh, sw] = g.strides;
+        // The kernels read 8 bytes from each group's start without bounds checks: the last
+        // position's last group must leave them inside the image's slice.
+        if positions > 0 {
+            let last = ((g.oh() - 1) * sh * wp + (ow - 1) * sw) * g.cin;
+            let reach = last + goff.iter().copied().max().unwrap_or(0) as usize + 8;
+            assert!(reach <= img_len, "perm input reads past its image");
+        }
+        let len = batch * o * positions;
+        // Every element is written below (each task its positions for all channels).
+        let mut y: Vec<f32> = Vec::with_capacity(len);
+        let out = SendPtr(y.as_mut_ptr());
+        let tiles = positions.div_ceil(PW);
+        let run = |t: usize| {
+            let (b, t) = (t / tiles, t % tiles);
+            let p0 = t * PW;
+            let width = PW.min(positions - p0);
+            let base = std::array::from_fn(|j| {
+                let p = p0 + if j < width { j } else { 0 };
+                (((p / ow) * sh * wp + (p % ow) * sw) * g.cin) as u32
+            });
+            let input = PermInput {
+                img: &xq[b * img_len..(b + 1) * img_len],
+                base,
+                goff: &goff,
+            };
+            let aff = Affine8 {
+                scale,
+                s: scales[b],
+                shift,
+                floor: lo,
+                ceil: hi,
+                dst: out.get().wrapping_add(b * o * positions + p0),
+                stride: positions,
+                width,
+                stream: len * 4 >= STREAM_BYTES,
+            };
+            SCRATCH.with(|cell| {
+                // No nested parallelism below, so this thread cannot re-enter the borrow.
+                let Scratch { acc, .. } = &mut *cell.borrow_mut();
+                // SAFETY: this task alone writes positions `p0..p0 + width` of image `b`'s
+                // `o` channels, inside `y`'s capacity; `hwc_quantize` left `HWC_SLACK`
+                // bytes after the image for the kernel's reads.
+                unsafe { perm::run(kernel, w, &input, acc, &aff) };
+            })
+        };
+        if len * g.k() < SMALL_MACS {
+            (0..batch * tiles).for_each(run);
+        } else {
+            (0..batch * tiles).into_par_iter().for_each(run);
+        }
+        // SAFETY: the tasks above wrote all `len` elements.
+        unsafe { y.set_len(len) };
+        y
+    })
+}
+
 /// One task's share of a convolution: image `b`, group `gi`, output positions
 /// `p0..p0 + width` (at most `N`).
 struct Task<'a, const N: usize> {
@@ -329,14 +499,16 @@ fn run_tasks<const N: usize>(
 }
 
 /// A convolution's int8 set-up (see [`Int8Layer`]): the fastest of the int8 tile kernel,
-/// the int8 GEMM and fp32 activations on this machine, measured on synthetic input (one
-/// image per thread, best of 4 taking turns, the affine applied as in a network), keeping only what
-/// that path needs. Which wins depends on the shape: the GEMM's fixed work per output
-/// (its epilogue, the im2col) against the tables' per-group cost, and a first layer with
-/// few input channels gains nothing from int8 at all.
+/// the int8 GEMM, the `vpermw` kernel (where the CPU and the layer allow it) and fp32
+/// activations on this machine, measured on synthetic input (one image per thread, best of
+/// 4 taking turns, the affine applied as in a network), keeping only what that path needs.
+/// Which wins depends on the shape: the GEMM's fixed work per output (its epilogue, the
+/// im2col) against the tables' per-group cost, and a first layer with few input channels
+/// gains nothing from int8 at all.
 pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8Layer {
     let offsets: Vec<_> = m.iter().map(|m| m.int8_offsets()).collect();
     let gemm: Vec<_> = m.iter().map(|m| m.int8_gemm()).collect();
+    let perm = perm_weights(m, g).filter(|_| Int8Perm::simd(kernel));
     let batch = rayon::current_num_threads().max(1);
     let x: Vec<f32> = (0..batch * g.cin * g.h * g.w)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
@@ -347,7 +519,7 @@ pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8
     let sink = |y: Vec<f32>| {
         std::hint::black_box(y);
     };
-    // The paths take turns (see `time_in_turns`).
+    // The paths take turns (see `time_in_turns`); without perm weights its turn is empty.
     let times = time_in_turns(
         [
             &mut || {
@@ -365,19 +537,54 @@ pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8
                     m, g, kernel, &x, batch, &sc, &sh, relu,
                 ))
             },
+            &mut || {
+                if let Some(w) = &perm {
+                    sink(conv2d_packed_i8_perm(
+                        w, g, kernel, &x, batch, &sc, &sh, relu,
+                    ))
+                }
+            },
         ],
         4,
     );
     // The GEMM holds 2-3 bytes per weight more: it must win by 5 %, not by noise.
-    let cost = [times[0], times[1] * 1.05, times[2]];
-    let i = (0..3).fold(0, |b, i| if cost[i] < cost[b] { i } else { b });
-    let conv = [ConvPath::Tile, ConvPath::Gemm, ConvPath::F32][i];
-    layer(conv, offsets, gemm)
+    let perm_cost = if perm.is_some() {
+        times[3]
+    } else {
+        f64::INFINITY
+    };
+    let cost = [times[0], times[1] * 1.05, times[2], perm_cost];
+    let i = (0..4).fold(0, |b, i| if cost[i] < cost[b] { i } else { b });
+    let conv = [
+        ConvPath::Tile,
+        ConvPath::Gemm,
+        ConvPath::F32,
+        ConvPath::Perm,
+    ][i];
+    layer(conv, offsets, gemm, perm)
+}
+
+/// The `vpermw` kernel's weights, where the layout applies (one group, levels with a zero
+/// code; see `kernels::int8::perm`).
+fn perm_weights(m: &[PackedMatrix], g: &ConvGeom) -> Option<Int8Perm> {
+    match m {
+        [m] if g.group == 1 => m.int8_perm(g.cin, g.kh, g.kw),
+        _ => None,
+    }
 }
 
 /// A convolution's int8 set-up on a given path, unmeasured (tests, reproducible runs:
-/// [`crate::Runtime::set_int8_conv_path`]).
-pub fn int8_conv_layer_on(m: &[PackedMatrix], conv: ConvPath) -> Int8Layer {
+/// [`crate::Runtime::set_int8_conv_path`]). [`ConvPath::Perm`] falls back to the tile
+/// where its layout does not apply (grouped convolutions, levels without a zero code).
+pub fn int8_conv_layer_on(m: &[PackedMatrix], g: &ConvGeom, conv: ConvPath) -> Int8Layer {
+    let perm = match conv {
+        ConvPath::Perm => perm_weights(m, g),
+        _ => None,
+    };
+    let conv = match (conv, &perm) {
+        (ConvPath::Perm, None) => ConvPath::Tile,
+        _ => conv,
+    };
     let offsets = match conv {
         ConvPath::Tile => m.iter().map(|m| m.int8_offsets()).collect(),
         _ => Vec::new(),
@@ -386,22 +593,29 @@ pub fn int8_conv_layer_on(m: &[PackedMatrix], conv: ConvPath) -> Int8Layer {
         ConvPath::Gemm => m.iter().map(|m| m.int8_gemm()).collect(),
         _ => Vec::new(),
     };
-    layer(conv, offsets, gemm)
+    layer(conv, offsets, gemm, perm)
 }
 
 /// The set-up of `conv`, keeping only what that path reads.
-fn layer(conv: ConvPath, offsets: Vec<Int8Offsets>, gemm: Vec<Int8Gemm>) -> Int8Layer {
+fn layer(
+    conv: ConvPath,
+    offsets: Vec<Int8Offsets>,
+    gemm: Vec<Int8Gemm>,
+    perm: Option<Int8Perm>,
+) -> Int8Layer {
+    let keep = |p: ConvPath| conv == p;
     Int8Layer {
-        offsets: if conv == ConvPath::Tile {
+        offsets: if keep(ConvPath::Tile) {
             offsets
         } else {
             Vec::new()
         },
-        gemm: if conv == ConvPath::Gemm {
+        gemm: if keep(ConvPath::Gemm) {
             gemm
         } else {
             Vec::new()
         },
+        perm: perm.filter(|_| keep(ConvPath::Perm)).into_iter().collect(),
         conv,
         gemv_below: GEMV_BELOW,
         f32_from: usize::MAX,
@@ -428,5 +642,6 @@ pub fn conv2d_packed_i8_layer(
         ConvPath::Tile => conv_tile(m, &l.offsets, g, kernel, act, x, batch, scale, shift, clamp),
         ConvPath::Gemm => conv_gemm(&l.gemm, g, kernel, act, x, batch, scale, shift, clamp),
         ConvPath::F32 => super::conv2d_packed(m, g, kernel, x, batch, scale, shift, clamp),
+        ConvPath::Perm => conv_perm(&l.perm[0], g, kernel, act, x, batch, scale, shift, clamp),
     }
 }

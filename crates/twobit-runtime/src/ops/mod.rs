@@ -7,8 +7,8 @@ mod pool;
 
 pub use conv::{conv2d_direct, conv2d_f32, conv2d_packed};
 pub use conv_int8::{
-    conv2d_packed_i8, conv2d_packed_i8_gemm, conv2d_packed_i8_layer, conv2d_packed_i8_with,
-    int8_conv_layer, int8_conv_layer_on,
+    conv2d_packed_i8, conv2d_packed_i8_gemm, conv2d_packed_i8_layer, conv2d_packed_i8_perm,
+    conv2d_packed_i8_with, int8_conv_layer, int8_conv_layer_on,
 };
 pub use elementwise::{
     affine, binary, concat, expand, global_avg_pool, pad_channels, softmax, unary, Binary,

@@ -22,6 +22,9 @@
 //!   against two fp32 FMAs (the AVX-512 lookups are inline assembly, `tile_x86.rs`).
 //! * GEMM ([`Int8Gemm`], convolutions where it measures faster): 0/1 int8 planes and
 //!   `vpdpbusd` (`gemm.rs`).
+//! * Perm ([`Int8Perm`], convolutions where it measures faster): output channels in the
+//!   lanes, each position's 32-entry tables in registers, looked up with `vpermw`
+//!   (`perm.rs`).
 pub(crate) mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
@@ -29,11 +32,15 @@ mod gemm_x86;
 mod gemv_avx2;
 #[cfg(target_arch = "x86_64")]
 mod gemv_x86;
+pub(crate) mod perm;
+#[cfg(target_arch = "x86_64")]
+mod perm_x86;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod tile_x86;
 
 pub use gemm::{GemmIsa, Int8Gemm, TW};
+pub use perm::Int8Perm;
 
 use super::{Kernel, PackedMatrix, TileInput, TILE};
 
@@ -704,15 +711,19 @@ pub enum ConvPath {
     /// fp32 activations (the 2-bit fp32 tile kernel): for layers where quantizing costs
     /// more than it saves, such as a first layer with few input channels.
     F32,
+    /// The `vpermw` kernel ([`Int8Perm`]: output channels in the lanes, tables in
+    /// registers).
+    Perm,
 }
 
 impl ConvPath {
-    /// A short name for reports (`tile`, `gemm`, `f32`).
+    /// A short name for reports (`tile`, `gemm`, `f32`, `perm`).
     pub fn name(self) -> &'static str {
         match self {
             ConvPath::Tile => "tile",
             ConvPath::Gemm => "gemm",
             ConvPath::F32 => "f32",
+            ConvPath::Perm => "perm",
         }
     }
 }
@@ -728,6 +739,8 @@ pub struct Int8Layer {
     pub offsets: Vec<Int8Offsets>,
     /// One per conv group for the GEMM path; empty otherwise.
     pub gemm: Vec<Int8Gemm>,
+    /// The `vpermw` path's weights (one group); empty otherwise.
+    pub perm: Vec<Int8Perm>,
     /// A convolution's path (linear layers: [`ConvPath::Tile`], unused).
     pub conv: ConvPath,
     /// See [`PackedMatrix::measure_gemv_below`].
@@ -744,6 +757,7 @@ impl Int8Layer {
     pub fn bytes(&self) -> usize {
         self.offsets.iter().map(Int8Offsets::bytes).sum::<usize>()
             + self.gemm.iter().map(Int8Gemm::bytes).sum::<usize>()
+            + self.perm.iter().map(Int8Perm::bytes).sum::<usize>()
     }
 }
 
