@@ -28,6 +28,18 @@ thread_local! {
     static PADDED_I8: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// `f` on this thread's kept buffer in `key`, or on a fresh one where it is borrowed
+/// already (a convolution called from inside another's task).
+fn with_kept<R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<i8>>>,
+    f: impl FnOnce(&mut Vec<i8>) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut kept) => f(&mut kept),
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
 /// Quantizes every image of `x` with its scale into `dst` with the pads' zeros in place
 /// (every element written); returns the padded height and width.
 fn pad_quantize(g: &ConvGeom, x: &[f32], scales: &[f32], dst: &mut Vec<i8>) -> (usize, usize) {
@@ -301,42 +313,28 @@ fn conv_perm(
     );
     let in_len = g.cin * g.h * g.w;
     assert_eq!(x.len(), batch * in_len, "conv input size");
-    HWC_I8.with(|cell| {
-        let mut own = Vec::new();
-        let mut kept = cell.try_borrow_mut();
-        let buf = match kept.as_mut() {
-            Ok(b) => &mut **b,
-            Err(_) => &mut own,
-        };
+    with_kept(&HWC_I8, |buf| {
         let (img_len, scales) = hwc_quantize(g, kernel, act, x, batch, buf);
         let xq: &[i8] = buf;
         let (_, wp) = g.padded();
         let goff = w.group_offsets(wp, g.dilations);
         let (o, positions, ow) = (w.rows, g.oh() * g.ow(), g.ow());
-        let [sh, sw] = g.strides;
         // The kernels read 8 bytes from each group's start without bounds checks: the last
         // position's last group must leave them inside the image's slice.
         if positions > 0 {
-            let last = ((g.oh() - 1) * sh * wp + (ow - 1) * sw) * g.cin;
-            let reach = last + goff.iter().copied().max().unwrap_or(0) as usize + 8;
+            let [last] = corners(positions - 1, 1, (ow, wp), g.strides, g.cin);
+            let reach = last as usize + goff.iter().copied().max().unwrap_or(0) as usize + 8;
             assert!(reach <= img_len, "perm input reads past its image");
         }
         let len = batch * o * positions;
-        // Every element is written below (each task its positions for all channels).
-        let mut y: Vec<f32> = Vec::with_capacity(len);
-        let out = SendPtr(y.as_mut_ptr());
         let tiles = positions.div_ceil(PW);
-        let run = |t: usize| {
+        let run = |t: usize, out: SendPtr| {
             let (b, t) = (t / tiles, t % tiles);
             let p0 = t * PW;
             let width = PW.min(positions - p0);
-            let base = std::array::from_fn(|j| {
-                let p = p0 + if j < width { j } else { 0 };
-                (((p / ow) * sh * wp + (p % ow) * sw) * g.cin) as u32
-            });
             let input = PermInput {
                 img: &xq[b * img_len..(b + 1) * img_len],
-                base,
+                base: corners(p0, width, (ow, wp), g.strides, g.cin),
                 goff: &goff,
             };
             let aff = Affine8 {
@@ -359,14 +357,9 @@ fn conv_perm(
                 unsafe { perm::run(kernel, w, &input, acc, &aff) };
             })
         };
-        if len * g.k() < SMALL_MACS {
-            (0..batch * tiles).for_each(run);
-        } else {
-            (0..batch * tiles).into_par_iter().for_each(run);
-        }
-        // SAFETY: the tasks above wrote all `len` elements.
-        unsafe { y.set_len(len) };
-        y
+        // SAFETY: each task writes its positions for all `o` channels: all `len` elements
+        // between them.
+        unsafe { written_by_tasks(len, batch * tiles, len * g.k() < SMALL_MACS, run) }
     })
 }
 
@@ -439,35 +432,21 @@ fn run_tasks<const N: usize>(
         ActScale::PerRow if x.len() < SMALL => x.chunks(in_len).map(row_scale).collect(),
         ActScale::PerRow => x.par_chunks(in_len).map(row_scale).collect(),
     };
-    PADDED_I8.with(|cell| {
-        let mut own = Vec::new();
-        let mut kept = cell.try_borrow_mut();
-        let buf = match kept.as_mut() {
-            Ok(b) => &mut **b,
-            Err(_) => &mut own,
-        };
+    with_kept(&PADDED_I8, |buf| {
         let (hp, wp) = pad_quantize(g, x, &scales, buf);
         let xp: &[i8] = buf;
         let (o, positions, ow) = (og * g.group, g.oh() * g.ow(), g.ow());
-        let [sh, sw] = g.strides;
         let cin_g = g.cin / g.group;
         let img_len = g.cin * hp * wp;
         let koff = g.row_offsets(koff_rows, hp, wp);
         let len = batch * o * positions;
-        // Every element is written below (each task its positions for all of its group's
-        // channels), so the output is not zeroed first.
-        let mut y: Vec<f32> = Vec::with_capacity(len);
         let tiles = positions.div_ceil(N);
-        let out = SendPtr(y.as_mut_ptr());
         let per_img = g.group * tiles;
-        let run = |t: usize| {
+        let run = |t: usize, out: SendPtr| {
             let (b, gi, t) = (t / per_img, t % per_img / tiles, t % tiles);
             let p0 = t * N;
             let width = N.min(positions - p0);
-            let idx = std::array::from_fn(|j| {
-                let p = p0 + if j < width { j } else { 0 };
-                ((p / ow) * sh * wp + (p % ow) * sw) as u32
-            });
+            let idx = corners(p0, width, (ow, wp), g.strides, 1);
             let img = &xp[b * img_len..(b + 1) * img_len];
             task(Task {
                 b,
@@ -485,16 +464,49 @@ fn run_tasks<const N: usize>(
                 stream: len * 4 >= STREAM_BYTES,
             })
         };
-        // A small convolution (LeNet-5's at batch 1) on the calling thread: waking the pool
-        // cost more than the work.
-        if len * koff_rows < SMALL_MACS {
-            (0..batch * per_img).for_each(run);
-        } else {
-            (0..batch * per_img).into_par_iter().for_each(run);
-        }
-        // SAFETY: the tasks above wrote all `len` elements.
-        unsafe { y.set_len(len) };
-        y
+        // SAFETY: each task writes its positions for all of its group's channels: all
+        // `len` elements between them.
+        unsafe { written_by_tasks(len, batch * per_img, len * koff_rows < SMALL_MACS, run) }
+    })
+}
+
+/// A `len`-value output written by `tasks` calls of `run(task, out)`, in parallel (on the
+/// calling thread when `small`: waking the pool cost more than LeNet-5's convolutions at
+/// batch 1). The output is not zeroed first.
+///
+/// # Safety
+/// The tasks must write all `len` elements behind `out`, each task its own.
+unsafe fn written_by_tasks(
+    len: usize,
+    tasks: usize,
+    small: bool,
+    run: impl Fn(usize, SendPtr) + Sync,
+) -> Vec<f32> {
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    let out = SendPtr(y.as_mut_ptr());
+    if small {
+        (0..tasks).for_each(|t| run(t, out));
+    } else {
+        (0..tasks).into_par_iter().for_each(|t| run(t, out));
+    }
+    // SAFETY: the caller's contract: the tasks wrote all `len` elements.
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// The window corners of output positions `p0..p0 + width` (lanes past `width` repeat the
+/// first), as offsets in units of `unit` values (1: channels-first planes; `cin`:
+/// channels-last pixels) of a padded image `wp` wide with `ow` outputs per row.
+fn corners<const N: usize>(
+    p0: usize,
+    width: usize,
+    (ow, wp): (usize, usize),
+    [sh, sw]: [usize; 2],
+    unit: usize,
+) -> [u32; N] {
+    std::array::from_fn(|j| {
+        let p = p0 + if j < width { j } else { 0 };
+        (((p / ow) * sh * wp + (p % ow) * sw) * unit) as u32
     })
 }
 
