@@ -313,10 +313,16 @@ fn conv_perm(
     );
     let in_len = g.cin * g.h * g.w;
     assert_eq!(x.len(), batch * in_len, "conv input size");
+    // Offsets inside one image are `u32` (as the tile kernel's lane offsets).
+    let (hp, wp) = g.padded();
+    let img_len = hp.checked_mul(wp).and_then(|n| n.checked_mul(g.cin));
+    assert!(
+        img_len.is_some_and(|n| n + HWC_SLACK <= u32::MAX as usize),
+        "perm input image too large"
+    );
     with_kept(&HWC_I8, |buf| {
         let (img_len, scales) = hwc_quantize(g, kernel, act, x, batch, buf);
         let xq: &[i8] = buf;
-        let (_, wp) = g.padded();
         let goff = w.group_offsets(wp, g.dilations);
         let (o, positions, ow) = (w.rows, g.oh() * g.ow(), g.ow());
         // The kernels read 8 bytes from each group's start without bounds checks: the last
