@@ -248,8 +248,8 @@ thread_local! {
 /// group's first channel, up to 7 past the last pixel.
 const HWC_SLACK: usize = 8;
 
-/// Quantizes every image of `x` with its scale (from `act`) into a zero-padded
-/// channels-last copy `[batch][hp·wp·cin + HWC_SLACK]`; returns the per-image length and
+/// Quantizes every image of `x` (`batch` images, as the caller checked) with its scale
+/// (from `act`) into a zero-padded channels-last copy `[batch][hp·wp·cin + HWC_SLACK]`; returns the per-image length and
 /// the scales. Each image's scale is measured just before it is quantized: the copy then
 /// reads the image from L2, where a separate pass over the batch left it in memory.
 fn hwc_quantize(
@@ -276,7 +276,6 @@ fn hwc_quantize(
         perm::hwc_image(kernel, img, (c, h, w), *s, (pt, pl, wp), body);
     };
     let in_len = c * h * w;
-    assert_eq!(x.len(), batch * in_len, "conv input size");
     if len < SMALL {
         dst[..len]
             .chunks_mut(img_len)
@@ -526,7 +525,8 @@ fn corners<const N: usize>(
 pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8Layer {
     let offsets: Vec<_> = m.iter().map(|m| m.int8_offsets()).collect();
     let gemm: Vec<_> = m.iter().map(|m| m.int8_gemm()).collect();
-    let perm = perm_weights(m, g).filter(|_| Int8Perm::simd(kernel));
+    // Only measured where the AVX-512 kernel runs: not built for nothing elsewhere.
+    let perm = Int8Perm::simd(kernel).then(|| perm_weights(m, g)).flatten();
     let batch = rayon::current_num_threads().max(1);
     let x: Vec<f32> = (0..batch * g.cin * g.h * g.w)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
@@ -582,8 +582,8 @@ pub fn int8_conv_layer(m: &[PackedMatrix], g: &ConvGeom, kernel: Kernel) -> Int8
     layer(conv, offsets, gemm, perm)
 }
 
-/// The `vpermw` kernel's weights, where the layout applies (one group, levels with a zero
-/// code; see `kernels::int8::perm`).
+/// The `vpermw` kernel's weights, where the layout applies (one group; see
+/// `kernels::int8::perm`).
 fn perm_weights(m: &[PackedMatrix], g: &ConvGeom) -> Option<Int8Perm> {
     match m {
         [m] if g.group == 1 => m.int8_perm(g.cin, g.kh, g.kw),
@@ -593,7 +593,7 @@ fn perm_weights(m: &[PackedMatrix], g: &ConvGeom) -> Option<Int8Perm> {
 
 /// A convolution's int8 set-up on a given path, unmeasured (tests, reproducible runs:
 /// [`crate::Runtime::set_int8_conv_path`]). [`ConvPath::Perm`] falls back to the tile
-/// where its layout does not apply (grouped convolutions, levels without a zero code).
+/// where its layout does not apply (grouped convolutions).
 pub fn int8_conv_layer_on(m: &[PackedMatrix], g: &ConvGeom, conv: ConvPath) -> Int8Layer {
     let perm = match conv {
         ConvPath::Perm => perm_weights(m, g),

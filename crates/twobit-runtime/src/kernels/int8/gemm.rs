@@ -79,10 +79,8 @@ impl PackedMatrix {
         let mut lv = vec![[0f32; 4]; rp];
         for o in 0..self.rows {
             let (ob, c) = (o / mo, o % mo);
-            let row = o * self.stride;
             for k in 0..self.cols {
-                let bit = |plane: &[u8]| (plane[row + k / 8] >> (k % 8)) & 1;
-                let (p, n) = (bit(&self.plus), bit(&self.minus));
+                let [p, n] = self.plane_bits(o, k);
                 let at = (((ob * kq + k / 4) * mo + c) * planes) * 4 + k % 4;
                 let v = [p, n, p & n];
                 for (pl, &v) in v.iter().enumerate().take(planes) {
@@ -90,9 +88,7 @@ impl PackedMatrix {
                     corr[o * planes + pl] += 128 * v as i32;
                 }
             }
-            // Back from (total, plus, minus, both) coefficients to levels, in f64.
-            let [ct, cp, cn, cb] = self.coef[o].map(f64::from);
-            lv[o] = [cn + ct, ct, cp + ct, cb + cp + cn + ct].map(|v| v as f32);
+            lv[o] = self.code_levels(o);
         }
         Int8Gemm {
             rows: self.rows,

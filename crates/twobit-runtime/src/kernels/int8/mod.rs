@@ -370,6 +370,21 @@ impl Int8Offsets {
 }
 
 impl PackedMatrix {
+    /// Row `o`'s plus and minus bits at column `k` (the int8 GEMM's and the perm kernel's
+    /// weight layouts are built from them).
+    #[inline]
+    pub(crate) fn plane_bits(&self, o: usize, k: usize) -> [u8; 2] {
+        let at = o * self.stride + k / 8;
+        [self.plus[at], self.minus[at]].map(|b| (b >> (k % 8)) & 1)
+    }
+
+    /// Row `o`'s levels of codes 0-3, back from its (total, plus, minus, both) plane
+    /// coefficients in f64: the per-code epilogues multiply these, which do not cancel.
+    pub(crate) fn code_levels(&self, o: usize) -> [f32; 4] {
+        let [ct, cp, cn, cb] = self.coef[o].map(f64::from);
+        [cn + ct, ct, cp + ct, cb + cp + cn + ct].map(|v| v as f32)
+    }
+
     /// The [`Int8Offsets`] of this matrix, built in parallel over blocks.
     pub fn int8_offsets(&self) -> Int8Offsets {
         use rayon::prelude::*;

@@ -132,16 +132,14 @@ impl PackedMatrix {
         let mut lv = vec![0f32; nrb * 4 * 32];
         for o in 0..self.rows {
             let (rb, lane) = (o / 32, o % 32);
-            let row = o * self.stride;
-            let bit = |plane: &[u8], k: usize| (plane[row + k / 8] >> (k % 8)) & 1;
             for t in 0..taps {
                 for j in 0..cg {
                     let gi = t * cg + j;
                     let (mut p, mut n) = (0usize, 0usize);
                     for c in j * G..cin.min(j * G + G) {
-                        let k = c * taps + t;
-                        p |= (bit(&self.plus, k) as usize) << (c - j * G);
-                        n |= (bit(&self.minus, k) as usize) << (c - j * G);
+                        let [bp, bn] = self.plane_bits(o, c * taps + t);
+                        p |= (bp as usize) << (c - j * G);
+                        n |= (bn as usize) << (c - j * G);
                     }
                     let at = (rb * ng + gi) * planes;
                     idx[at].0[lane] = entry_lane(p) as i16;
@@ -151,12 +149,8 @@ impl PackedMatrix {
                     }
                 }
             }
-            // Back from (total, plus, minus, both) coefficients to levels, in f64 (as the
-            // GEMM's `lv`).
-            let [t, p, n, b] = self.coef[o].map(f64::from);
-            let levels = [n + t, t, p + t, b + p + n + t];
-            for (i, l) in levels.iter().enumerate() {
-                lv[(rb * 4 + i) * 32 + lane] = *l as f32;
+            for (i, l) in self.code_levels(o).into_iter().enumerate() {
+                lv[(rb * 4 + i) * 32 + lane] = l;
             }
         }
         Some(Int8Perm {
@@ -242,7 +236,7 @@ pub(crate) unsafe fn run(
 }
 
 /// The portable kernel: the same tables and indices, int32 sums over all groups, the
-/// per-code combination of [`codes`].
+/// per-code combination (`gemm::code_sums`).
 ///
 /// # Safety
 /// As [`run`].
@@ -278,7 +272,8 @@ pub(crate) unsafe fn portable(w: &Int8Perm, x: &PermInput, scratch: &mut Vec<f32
                 let at = |p: usize| sums[(rb * pl + p) * 32 + lane];
                 let s = [at(0), at(1), if pl == 3 { at(2) } else { 0 }];
                 let lv = |i: usize| w.lv[(rb * 4 + i) * 32 + lane];
-                let c = codes(s, total, w.total);
+                // `total` is 0 without a base-code level: then `lv(1)` is 0 too.
+                let c = super::gemm::code_sums(s, total);
                 acc[(rb * 32 + lane) * PW + j] =
                     (0..4).map(|i| lv(i) as f64 * c[i] as f64).sum::<f64>() as f32;
             }
@@ -296,13 +291,6 @@ pub(crate) unsafe fn portable(w: &Int8Perm, x: &PermInput, scratch: &mut Vec<f32
             ));
         }
     }
-}
-
-/// The per-code sums of codes 0-3 from the plane sums `[S_P, S_M, S_B]` and the window's
-/// activation total `t` (used only `with_total`: else code 1's level is 0).
-pub(crate) fn codes([p, m, b]: [i32; 3], t: i32, with_total: bool) -> [i32; 4] {
-    let s1 = if with_total { t - p - m + b } else { 0 };
-    [m - b, s1, p - b, b]
 }
 
 /// The activation total of the window at `base`: each tap's `cin` bytes.
